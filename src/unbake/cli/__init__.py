@@ -1,0 +1,13 @@
+"""Command-line front end: parse, call the facade, print. Nothing else."""
+
+from .app import app
+
+# each module registers its commands on `app`; none imports torch at import time
+from . import separate_cmd  # noqa: E402,F401
+
+
+def main() -> None:
+    app()
+
+
+__all__ = ["app", "main"]

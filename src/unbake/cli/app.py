@@ -1,0 +1,75 @@
+"""The typer application and what every command shares: error reporting and progress bars.
+
+Only the CLI turns errors into messages and exit codes; it imports nothing heavy at start-up
+(``unbake --help`` must not import torch)."""
+
+from __future__ import annotations
+
+import functools
+import logging
+import sys
+from typing import Callable
+
+import typer
+from rich.console import Console
+
+app = typer.Typer(
+    name="unbake",
+    help="Take a finished recording apart into its stems, and put them back together.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+console = Console(stderr=True)
+out = Console()
+
+
+def fail(message: str, code: int = 1) -> None:
+    console.print(f"[bold red]error:[/] {message}", highlight=False, markup=True, soft_wrap=True)
+    raise typer.Exit(code)
+
+
+def handle_errors(func: Callable) -> Callable:
+    """Typed errors -> one line on stderr and a non-zero exit; no traceback."""
+
+    @functools.wraps(func)
+    def wrapper(*args, **kwargs):
+        from ..errors import UnbakeError
+
+        try:
+            return func(*args, **kwargs)
+        except UnbakeError as exc:
+            fail(_escape(str(exc)), getattr(exc, "exit_code", 1))
+        except KeyboardInterrupt:
+            fail("interrupted", 130)
+
+    return wrapper
+
+
+def _escape(text: str) -> str:
+    from rich.markup import escape
+
+    return escape(text)
+
+
+def make_progress():
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+    return Progress(
+        TextColumn("[bold]{task.description}"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"),
+        TimeElapsedColumn(), TimeRemainingColumn(), console=console, transient=False,
+        disable=not sys.stderr.isatty() and not _force_progress(),
+    )
+
+
+def _force_progress() -> bool:
+    import os
+
+    return os.environ.get("UNBAKE_PROGRESS") == "1"
+
+
+@app.callback()
+def main(verbose: bool = typer.Option(False, "--verbose", "-v", help="Log what happens.")) -> None:
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s")

@@ -1,0 +1,86 @@
+"""unbake's own checkpoint format: ``{format, architecture, config, sources, state_dict, meta}``,
+saved with ``torch.save`` and read back with ``weights_only=True`` (never executes code)."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..errors import CheckpointError
+from .architectures import model_from_config, resolve_architecture
+
+FORMAT = "unbake-checkpoint-v1"
+
+
+def save_checkpoint(model: torch.nn.Module, path: str | os.PathLike, *, architecture: str,
+                    config: dict[str, Any], meta: dict[str, Any] | None = None,
+                    half: bool = False) -> Path:
+    """Write ``model`` atomically (temporary name, then rename)."""
+    path = Path(path)
+    state = {k: (v.detach().cpu().half() if half and v.is_floating_point() else v.detach().cpu())
+             for k, v in model.state_dict().items()}
+    blob = {
+        "format": FORMAT,
+        "architecture": resolve_architecture(architecture),
+        "config": dict(config),
+        "sources": list(model.sources),
+        "state_dict": state,
+        "meta": dict(meta or {}),
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
+    os.close(fd)
+    try:
+        torch.save(blob, tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def read_blob(path: str | os.PathLike) -> dict[str, Any]:
+    try:
+        blob = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises many kinds for corrupt files
+        raise CheckpointError(f"{path}: not a readable checkpoint ({exc.__class__.__name__}: {exc})") from exc
+    if not isinstance(blob, dict) or blob.get("format") != FORMAT:
+        raise CheckpointError(f"{path}: not an unbake checkpoint (format {FORMAT!r} expected)")
+    return blob
+
+
+def load_state_strict(model: torch.nn.Module, state: dict[str, torch.Tensor], where: str) -> None:
+    """``load_state_dict(strict=True)`` with an error that lists what does not match."""
+    own = model.state_dict()
+    missing = [k for k in own if k not in state]
+    unexpected = [k for k in state if k not in own]
+    wrong = [f"{k}: file {tuple(state[k].shape)} vs model {tuple(own[k].shape)}"
+             for k in own if k in state and tuple(state[k].shape) != tuple(own[k].shape)]
+    if missing or unexpected or wrong:
+        def show(items: list[str]) -> str:
+            return ", ".join(items[:8]) + (f" ... ({len(items)} in all)" if len(items) > 8 else "")
+        parts = []
+        if missing:
+            parts.append(f"missing keys: {show(missing)}")
+        if unexpected:
+            parts.append(f"unexpected keys: {show(unexpected)}")
+        if wrong:
+            parts.append(f"shape mismatches: {show(wrong)}")
+        raise CheckpointError(f"{where}: weights do not match the architecture; " + "; ".join(parts))
+    model.load_state_dict({k: v.to(own[k].dtype) for k, v in state.items()}, strict=True)
+
+
+def load_checkpoint(path: str | os.PathLike) -> torch.nn.Module:
+    blob = read_blob(path)
+    model = model_from_config(blob["architecture"], blob["config"])
+    load_state_strict(model, blob["state_dict"], str(path))
+    return model.eval()
+
+
+def read(path: Path, *, entry=None, config=None) -> torch.nn.Module:
+    """Format reader for the catalogue (format ``unbake``)."""
+    return load_checkpoint(path)

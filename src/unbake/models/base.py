@@ -1,0 +1,62 @@
+"""The separation contract every architecture implements, and what the engine may ask of it.
+
+Axes: ``b`` batch, ``c`` audio channels, ``t`` time samples, ``s`` stems.
+A model maps ``(b, c, t)`` float32 at ``samplerate`` to ``(b, s, c, t)`` with the same ``t``;
+it never drops the stem axis and never returns anything else.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Protocol, runtime_checkable
+
+import torch
+
+
+@runtime_checkable
+class SeparationModel(Protocol):
+    """What the engine knows about a model. Architectures are ``torch.nn.Module`` subclasses
+    that carry these attributes; nothing else about them is inspected.
+
+    Attributes:
+        sources: stem names in output order, length ``s``.
+        samplerate: the rate (Hz) the model expects and returns.
+        audio_channels: ``c`` the model expects (1 or 2).
+        segment_samples: preferred chunk length in samples at ``samplerate``; ``None`` means the
+            model takes a whole track in one call.
+        max_segment_samples: hard upper limit of ``t`` for one call, or ``None``.
+        track_normalize: when true, the caller standardises the whole track with the mean and
+            standard deviation of its mono mix before separating, and undoes it afterwards
+            (what the Demucs models were trained with).
+    """
+
+    sources: tuple[str, ...]
+    samplerate: int
+    audio_channels: int
+    segment_samples: int | None
+    max_segment_samples: int | None
+    track_normalize: bool
+
+    def __call__(self, mix: torch.Tensor) -> torch.Tensor: ...
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """Provenance that travels with a loaded model (not used by the engine)."""
+
+    name: str
+    architecture: str
+    source: str = ""
+    extra: dict = field(default_factory=dict)
+
+
+def check_output(model: SeparationModel, mix: torch.Tensor, out: torch.Tensor) -> None:
+    """Raise if ``out`` breaks the contract for ``mix`` (used by the engine and tests)."""
+    b, c, t = mix.shape
+    expected = (b, len(model.sources), c, t)
+    if tuple(out.shape) != expected:
+        from ..errors import ModelError
+
+        raise ModelError(
+            f"model returned shape {tuple(out.shape)}, expected (batch, stems, channels, time) = {expected}"
+        )
