@@ -141,43 +141,31 @@ class _Track:
     raw: Any  # RawFileSource
     workdir: Path
     prepared: dict = field(default_factory=dict)
+    opened: list = field(default_factory=list)
 
     def prepare(self, rate: int, channels: int) -> _Prepared:
-        """The track at a model's rate and channel count (cached per pair)."""
-        from .engine import RawFileWriter
+        """The track at a model's rate and channel count (cached per pair), with the mono
+        mean and standard deviation that track-normalised models need."""
+        from .engine import RawFileWriter, track_statistics
 
         key = (rate, channels)
-        if key in self.prepared:
-            return self.prepared[key]
-        if rate == self.sample_rate and channels == self.channels:
-            from .engine import track_statistics
-
-            mean, std = track_statistics(self.blocks())
-            prep = _Prepared(self.raw, mean, std)
-        else:
-            from .engine import track_statistics
-
-            writer = RawFileWriter(self.workdir / f"input_{rate}_{channels}.f32", channels)
-            rs = dsp.StreamResampler(self.sample_rate, rate, channels)
-            blocks = []
-
-            def gen():
-                for block in self.blocks():
-                    yield dsp.convert_channels(block, channels)
-
-            stats_blocks = []
-            for block in gen():
-                out = rs.process(block)
-                writer.write(out)
-                stats_blocks.append(None)
-            writer.write(rs.flush())
-            writer.close()
-            src = writer.source()
+        if key not in self.prepared:
+            if rate == self.sample_rate and channels == self.channels:
+                src = self.raw
+            else:
+                writer = RawFileWriter(self.workdir / f"input_{rate}_{channels}.f32", channels)
+                rs = dsp.StreamResampler(self.sample_rate, rate, channels)
+                try:
+                    for block in self.blocks():
+                        writer.write(rs.process(dsp.convert_channels(block, channels)))
+                    writer.write(rs.flush())
+                finally:
+                    writer.close()
+                src = writer.source()
+                self.opened.append(src)
             mean, std = track_statistics(_iter_source(src))
-            prep = _Prepared(src, mean, std)
-            del blocks, stats_blocks
-        self.prepared[key] = prep
-        return prep
+            self.prepared[key] = _Prepared(src, mean, std)
+        return self.prepared[key]
 
     def blocks(self, size: int = BLOCK_FRAMES) -> Iterator[np.ndarray]:
         return _iter_source(self.raw, size)
@@ -279,7 +267,9 @@ def _run_member(model, track: _Track, options: SeparateOptions, segment_s: float
     finally:
         for w in writers.values():
             w.close()
-    return {s: w.source() for s, w in writers.items()}
+    sources = {s: w.source() for s, w in writers.items()}
+    track.opened.extend(sources.values())
+    return sources
 
 
 def _combine(blocks: list[np.ndarray], weights: list[float], method: str) -> np.ndarray:
@@ -368,10 +358,12 @@ def separate(source, model: Any = None, *, sample_rate: int | None = None,
     with tempfile.TemporaryDirectory(prefix="unbake-") as tmp:
         track = _open_track(source, sample_rate, Path(tmp), opts)
         parts: dict[str, list[np.ndarray]] = {}
-        for blocks in _final_blocks(mdl, track, opts, progress):
-            for k, v in blocks.items():
-                parts.setdefault(k, []).append(v)
-        _close(track)
+        try:
+            for blocks in _final_blocks(mdl, track, opts, progress):
+                for k, v in blocks.items():
+                    parts.setdefault(k, []).append(v)
+        finally:
+            _close(track)
     stems = {k: np.concatenate(v, axis=1) for k, v in parts.items()}
     return StemSet(stems, track.sample_rate, _provenance(source, mdl, opts))
 
@@ -384,9 +376,8 @@ def _open_track(source, sample_rate, workdir: Path, opts: SeparateOptions) -> _T
 
 def _close(track: _Track) -> None:
     track.raw.close()
-    for p in track.prepared.values():
-        if p.source is not track.raw:
-            p.source.close()
+    for src in track.opened:
+        src.close()
 
 
 def _model_name(model) -> str:
@@ -455,11 +446,13 @@ def separate_file(path: str | os.PathLike, outdir: str | os.PathLike = "separate
             from .engine import RawFileWriter
 
             raws = {s: RawFileWriter(Path(tmp) / f"final_{i}.f32", track.channels) for i, s in enumerate(names)}
-            for blocks in _final_blocks(mdl, track, opts, progress):
-                for s, b in blocks.items():
-                    raws[s].write(b)
-            for w in raws.values():
-                w.close()
+            try:
+                for blocks in _final_blocks(mdl, track, opts, progress):
+                    for s, b in blocks.items():
+                        raws[s].write(b)
+            finally:
+                for w in raws.values():
+                    w.close()
             writers: dict[str, AudioWriter] = {}
             try:
                 for s in names:

@@ -138,7 +138,7 @@ def iter_blocks(path: str | os.PathLike, *, stream: int = 0,
     if sr <= 0 or ch <= 0:
         container.close()
         raise AudioError(f"{path}: audio stream has no sample rate or channels")
-    declared = _stream_frames(st)
+    declared = _header_frames(path) or _stream_frames(st)
 
     def gen() -> Iterator[np.ndarray]:
         pending: list[np.ndarray] = []
@@ -181,6 +181,35 @@ def iter_blocks(path: str | os.PathLike, *, stream: int = 0,
             )
 
     return sr, ch, gen()
+
+
+def _header_frames(path) -> int | None:
+    """Frames that a WAV or FLAC header declares. FFmpeg derives a WAV's duration from the file
+    size, so a file cut short only shows against its own header."""
+    import struct
+
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(1 << 16)
+    except OSError:
+        return None
+    if head[:4] in (b"RIFF", b"RF64") and head[8:12] == b"WAVE":
+        pos, block_align = 12, None
+        while pos + 8 <= len(head):
+            cid, size = head[pos:pos + 4], struct.unpack("<I", head[pos + 4:pos + 8])[0]
+            if cid == b"fmt " and pos + 22 <= len(head):
+                block_align = struct.unpack("<H", head[pos + 20:pos + 22])[0]
+            if cid == b"data":
+                if not block_align or size in (0, 0xFFFFFFFF):
+                    return None
+                return size // block_align
+            pos += 8 + size + (size & 1)
+        return None
+    if head[:4] == b"fLaC" and len(head) >= 42:
+        info = int.from_bytes(head[18:26], "big")
+        total = info & ((1 << 36) - 1)
+        return total or None
+    return None
 
 
 def _to_float32(arr: np.ndarray, fmt: str) -> np.ndarray:

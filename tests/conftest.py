@@ -1,0 +1,96 @@
+"""Shared fixtures: synthetic audio written in many formats, the real example song, shared data."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+os.environ.setdefault("UNBAKE_OFFLINE", "1")  # tests never reach the network
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = REPO.parent / "shared"
+MUSDB_PREVIEWS = SHARED / "data" / "musdb18-7s" / "train"
+
+
+def tone_mix(seconds: float = 2.0, sr: int = 44100, seed: int = 0) -> np.ndarray:
+    """A stereo test signal: a centred 'voice' tone plus a hard-panned 'band' with noise."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(int(seconds * sr)) / sr
+    voice = 0.3 * np.sin(2 * np.pi * 440 * t)
+    left = 0.2 * np.sin(2 * np.pi * 110 * t) + 0.05 * rng.standard_normal(t.size)
+    right = 0.2 * np.sin(2 * np.pi * 165 * t) + 0.05 * rng.standard_normal(t.size)
+    return np.stack([voice + left, voice + right]).astype(np.float32)
+
+
+@pytest.fixture
+def mix() -> np.ndarray:
+    return tone_mix()
+
+
+@pytest.fixture
+def wav_file(tmp_path, mix) -> Path:
+    from unbake.audio import write_audio
+
+    p = tmp_path / "song.wav"
+    write_audio(p, mix, 44100, bit_depth="32f")
+    return p
+
+
+@pytest.fixture(scope="session")
+def example_song() -> Path:
+    from unbake.audio import example_path
+
+    try:
+        return example_path()
+    except Exception as exc:  # pragma: no cover - stempeg is a test dependency
+        pytest.skip(f"example song unavailable: {exc}")
+
+
+def encode_with_av(path: Path, audio: np.ndarray, sr: int, codec: str, *, video: bool = False) -> Path:
+    """Encode ``audio (c, t)`` with PyAV (formats pedalboard does not write: m4a, opus, video)."""
+    import av
+
+    layout = "stereo" if audio.shape[0] == 2 else "mono"
+    with av.open(str(path), "w") as out:
+        if video:
+            vs = out.add_stream("mpeg4", rate=10)
+            vs.width, vs.height, vs.pix_fmt = 64, 48, "yuv420p"
+        rate = 48000 if codec in ("libopus", "opus") else sr
+        st = out.add_stream(codec, rate=rate)
+        st.layout = layout
+        data = audio
+        if rate != sr:
+            from unbake.audio import resample
+
+            data = resample(audio, sr, rate)
+        fmt = st.codec_context.format.name if st.codec_context.format else "fltp"
+        frame_size = 1024
+        pts = 0
+        if video:
+            import numpy as _np
+
+            for i in range(int(audio.shape[1] / sr * 10) + 1):
+                img = av.VideoFrame.from_ndarray(_np.zeros((48, 64, 3), _np.uint8), format="rgb24")
+                img.pts = i
+                for p in vs.encode(img):
+                    out.mux(p)
+        for start in range(0, data.shape[1], frame_size):
+            block = np.ascontiguousarray(data[:, start:start + frame_size], dtype=np.float32)
+            if fmt.endswith("p"):
+                frame = av.AudioFrame.from_ndarray(block, format="fltp", layout=layout)
+            else:
+                frame = av.AudioFrame.from_ndarray(block.T.reshape(1, -1), format="flt", layout=layout)
+            frame.sample_rate = rate
+            frame.pts = pts
+            pts += block.shape[1]
+            for p in st.encode(frame):
+                out.mux(p)
+        for p in st.encode(None):
+            out.mux(p)
+        if video:
+            for p in vs.encode(None):
+                out.mux(p)
+    return path

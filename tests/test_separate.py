@@ -1,0 +1,108 @@
+import numpy as np
+import pytest
+import torch
+
+import unbake
+from conftest import MUSDB_PREVIEWS
+from unbake.audio import read_audio, read_stems
+from unbake.errors import AudioError, ChannelLayoutError, UnbakeError, UnknownModelError
+
+
+def usdr(ref, est):
+    return 10 * np.log10((ref ** 2).sum() / max(((ref - est) ** 2).sum(), 1e-20))
+
+
+def test_array_in_stemset_out(mix):
+    stems = unbake.separate(mix, sample_rate=44100)
+    assert stems.names == ["vocals", "accompaniment"]
+    assert stems.sample_rate == 44100 and stems["vocals"].shape == mix.shape
+    assert np.abs(stems.mixture() - mix).max() < 1e-5
+    assert stems.provenance["model"]
+
+
+def test_input_not_modified_and_tensor_accepted(mix):
+    before = mix.copy()
+    unbake.separate(mix, sample_rate=44100)
+    assert np.array_equal(mix, before)
+    t = torch.from_numpy(mix.copy())
+    assert unbake.separate(t, sample_rate=44100).frames == mix.shape[1]
+
+
+def test_mono_stays_mono_and_other_rates(mix):
+    mono = unbake.separate(mix[:1], sample_rate=44100)
+    assert mono["vocals"].shape == (1, mix.shape[1])
+    low = unbake.separate(mix[:, ::2], sample_rate=22050)
+    assert low.sample_rate == 22050 and low.frames == mix[:, ::2].shape[1]
+
+
+def test_two_stems_add_and_minus(mix):
+    add = unbake.separate(mix, sample_rate=44100, two_stems="vocals")
+    minus = unbake.separate(mix, sample_rate=44100, two_stems="vocals", other_method="minus")
+    assert add.names == ["vocals", "no_vocals"] == minus.names
+    assert np.allclose(minus["no_vocals"], mix - minus["vocals"], atol=1e-6)
+    with pytest.raises(UnbakeError, match="no such stem"):
+        unbake.separate(mix, sample_rate=44100, two_stems="drums")
+
+
+def test_multichannel_refused_or_downmixed(mix):
+    six = np.concatenate([mix, mix, mix])
+    with pytest.raises(ChannelLayoutError):
+        unbake.separate(six, sample_rate=44100)
+    assert unbake.separate(six, sample_rate=44100, downmix=True).channels == 2
+
+
+def test_bad_inputs(tmp_path, mix):
+    with pytest.raises(UnknownModelError, match="center"):
+        unbake.separate(mix, sample_rate=44100, model="centre")
+    with pytest.raises(AudioError):
+        unbake.separate(tmp_path / "nope.wav")
+    bad = mix.copy()
+    bad[1, 5] = np.inf
+    with pytest.raises(AudioError):
+        unbake.separate(bad, sample_rate=44100)
+
+
+def test_stemset_save_load(tmp_path, mix):
+    stems = unbake.separate(mix, sample_rate=44100)
+    stems.save(tmp_path / "out", format="flac", bit_depth="24")
+    back = unbake.StemSet.load(tmp_path / "out")
+    assert back.names == stems.names and back.provenance["model"] == stems.provenance["model"]
+    assert np.abs(back.as_array() - stems.as_array()).max() < 1e-4
+
+
+def test_separate_file_streams_to_files(tmp_path, wav_file):
+    out = unbake.separate_file(wav_file, tmp_path / "sep", format="wav", bit_depth="32f")
+    assert set(out) == {"vocals", "accompaniment"}
+    mix, _ = read_audio(wav_file)
+    total = sum(read_audio(p)[0] for p in out.values())
+    assert np.abs(total - mix).max() < 1e-5
+    assert all(p.parent.name == "song" for p in out.values())
+
+
+def test_enforce_consistency_keeps_sum(tmp_path, wav_file):
+    out = unbake.separate_file(wav_file, tmp_path / "sep", two_stems="vocals", enforce_consistency=True,
+                               bit_depth="32f")
+    mix, _ = read_audio(wav_file)
+    total = sum(read_audio(p)[0] for p in out.values())
+    assert np.abs(total - mix).max() < 1e-5
+
+
+@pytest.mark.skipif(not MUSDB_PREVIEWS.is_dir(), reason="shared MUSDB previews not present")
+def test_center_beats_mixture_on_real_music():
+    files = sorted(MUSDB_PREVIEWS.glob("*.stem.mp4"))[:3]
+    gains = []
+    for f in files:
+        stems, sr = read_stems(f)
+        mix = stems["drums"] + stems["bass"] + stems["other"] + stems["vocals"]
+        est = unbake.separate(mix, sample_rate=sr)
+        gains.append(usdr(stems["vocals"], est["vocals"]) - usdr(stems["vocals"], mix))
+        assert np.abs(est.mixture() - mix).max() < 1e-4
+    assert np.mean(gains) > 3.0  # dB above the mixture-as-estimate floor
+
+
+def test_example_song_end_to_end(tmp_path, example_song):
+    out = unbake.separate_file(example_song, tmp_path, format="flac")
+    for p in out.values():
+        audio, sr = read_audio(p)
+        assert sr == 44100 and audio.shape[0] == 2 and np.abs(audio).max() > 0.01
+    assert next(iter(out.values())).parent.name == "The Easton Ellises - Falcon 69"
