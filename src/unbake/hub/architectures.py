@@ -17,6 +17,7 @@ ARCHITECTURES: dict[str, str] = {
     "scnet": "unbake.models.scnet:from_reference_kwargs",
     "bs_roformer": "unbake.models.bs_roformer:from_reference_kwargs",
     "mel_band_roformer": "unbake.models.mel_band_roformer:from_reference_kwargs",
+    "masknet": "unbake.models.masknet:from_reference_kwargs",
 }
 
 # names the reference code bases use for the same architectures

@@ -29,7 +29,8 @@ class RMSNorm(nn.Module):
         self.gamma = nn.Parameter(torch.ones(dim))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.normalize(x, dim=-1) * self.scale * self.gamma
+        # the √dim scale is folded into the gain: one pass over x instead of two
+        return F.normalize(x, dim=-1) * (self.gamma * self.scale)
 
 
 class RotaryEmbedding(nn.Module):
@@ -45,19 +46,22 @@ class RotaryEmbedding(nn.Module):
         freqs = 1.0 / (theta ** (torch.arange(0, dim, 2)[: dim // 2].float() / dim))
         self.freqs = nn.Parameter(freqs, requires_grad=False)
 
-    def angles(self, seq_len: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(cos, sin)``, each ``(n, d)``, for a sequence of ``seq_len`` positions."""
+    def rotation(self, seq_len: int, device: torch.device) -> torch.Tensor:
+        """``(n, d/2)`` complex ``cos + i·sin`` of the angle of each (position, feature pair)."""
         pos = torch.arange(seq_len, device=device, dtype=self.freqs.dtype)
         ang = pos[:, None] * self.freqs[None, :]
-        ang = ang.repeat_interleave(2, dim=-1)
-        return ang.cos(), ang.sin()
+        return torch.polar(torch.ones_like(ang), ang)
 
     @staticmethod
-    def rotate(t: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-        """Rotate ``t`` ``(..., n, d)`` by the angles from :meth:`angles`."""
-        pairs = t.unflatten(-1, (-1, 2))
-        rotated = torch.stack((-pairs[..., 1], pairs[..., 0]), dim=-1).flatten(-2)
-        return (t * cos.to(t.dtype) + rotated * sin.to(t.dtype)).to(t.dtype)
+    def rotate(t: torch.Tensor, rotation: torch.Tensor) -> torch.Tensor:
+        """Rotate ``t`` ``(..., n, d)`` by :meth:`rotation`.
+
+        Each pair ``(x0, x1)`` is treated as the complex number ``x0 + i·x1``: the product
+        ``(x0·cos − x1·sin, x1·cos + x0·sin)`` is, operation for operation, the reference's
+        ``t·cos + rotate_half(t)·sin``, without building the rotated copy.
+        """
+        pairs = torch.view_as_complex(t.float().unflatten(-1, (-1, 2)).contiguous())
+        return torch.view_as_real(pairs * rotation).flatten(-2).to(t.dtype)
 
 
 class Attention(nn.Module):
@@ -84,9 +88,9 @@ class Attention(nn.Module):
         qkv = self.to_qkv(x).view(b, n, 3, self.heads, self.dim_head).permute(2, 0, 3, 1, 4)
         q, k, v = qkv.unbind(0)
         if self.rotary_embed is not None:
-            cos, sin = self.rotary_embed.angles(n, x.device)
-            q = RotaryEmbedding.rotate(q, cos, sin)
-            k = RotaryEmbedding.rotate(k, cos, sin)
+            rotation = self.rotary_embed.rotation(n, x.device)
+            q = RotaryEmbedding.rotate(q, rotation)
+            k = RotaryEmbedding.rotate(k, rotation)
         # the fused kernel computes softmax(q·kᵀ/√d)·v like the reference einsum path
         # (measured difference ~4e-8) with less memory
         out = F.scaled_dot_product_attention(q, k, v)

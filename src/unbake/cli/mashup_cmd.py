@@ -1,0 +1,173 @@
+"""`unbake analyze` (tempo, beats, key; a match plan between two songs) and `unbake mashup`."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from .app import _escape, app, console, handle_errors, out
+
+
+def _load_for_analysis(path: Path, stem: Optional[str], model: Optional[str]):
+    """``(audio (c, t), sample_rate, key_audio or None)`` for a file, stems folder or stem."""
+    from ..audio import read_audio
+    from ..errors import ConfigError
+    from ..stems import StemSet
+
+    if stem is None:
+        if model is not None:
+            raise ConfigError("-n picks the model that separates the song for --stem; give --stem too")
+        if path.is_dir():
+            stems = StemSet.load(path)
+            return stems.mixture(), stems.sample_rate, _without_drums(stems)
+        stems = _stems_file(path)
+        if stems is not None and "mixture" in stems:
+            return stems["mixture"], stems.sample_rate, _without_drums(stems)
+        audio, sr = read_audio(path)
+        return audio, sr, None
+    if path.is_dir():
+        if model is not None:
+            raise ConfigError(f"{path}: is a folder of stems; -n applies to songs only")
+        stems = StemSet.load(path)
+    else:
+        stems = _stems_of_file(path, stem, model)
+    if stem not in stems:
+        raise ConfigError(f"--stem {stem}: not a stem of {path}; its stems are {', '.join(stems.names)}")
+    return stems[stem], stems.sample_rate, None
+
+
+def _stems_of_file(path: Path, stem: str, model: Optional[str]):
+    """A multi-stream stems file (NI .stem.mp4) holds its stems already (unless -n asks for a
+    separation); anything else is separated (once, cached)."""
+    from ..remix.project import separate_cached
+
+    if model is None:
+        stems = _stems_file(path)
+        if stems is not None:
+            return stems
+    return separate_cached(path, model)
+
+
+def _stems_file(path: Path):
+    """The streams of a multi-stream stems file as a StemSet; None for an ordinary file."""
+    from ..audio.io import info, read_stems
+    from ..stems import StemSet
+
+    if not path.is_file() or len(info(path).streams) < 2:
+        return None
+    stems, sr = read_stems(path)
+    return StemSet(stems, sr)
+
+
+def _without_drums(stems):
+    if "drums" in stems and len(stems) > 1:
+        import numpy as np
+
+        return np.sum([v for k, v in stems.items() if k != "drums" and k != "mixture"], axis=0)
+    return None
+
+
+def _analyse(path: Path, stem, model, prior_bpm, bpm_range):
+    from ..remix.analysis import analyze
+
+    audio, sr, key_audio = _load_for_analysis(path, stem, model)
+    return analyze(audio, sr, prior_bpm=prior_bpm, bpm_range=bpm_range, key_audio=key_audio)
+
+
+@app.command()
+@handle_errors
+def analyze(
+    file: Path = typer.Argument(..., help="A song, a folder of stems, or a stems file (.stem.mp4).",
+                                show_default=False),
+    stem: Optional[str] = typer.Option(None, "--stem", help="Analyse this stem only (separating the song first if needed)."),
+    name: Optional[str] = typer.Option(None, "-n", "--name", help="Separation model for --stem (default: unbake's default)."),
+    match_with: Optional[Path] = typer.Option(None, "--match", help="Song B: print how to bring B to FILE's tempo and key."),
+    prior_bpm: float = typer.Option(120.0, "--bpm-prior", help="Centre of the tempo prior: where octave doubt is resolved."),
+    min_bpm: float = typer.Option(60.0, "--min-bpm", help="Lowest tempo reported."),
+    max_bpm: float = typer.Option(200.0, "--max-bpm", help="Highest tempo reported."),
+    as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
+) -> None:
+    """Tempo (BPM), beat times and musical key of a song or one of its stems.
+
+    \b
+    unbake analyze song.mp3
+    unbake analyze song.mp3 --stem vocals -n htdemucs --json
+    unbake analyze A.mp3 --match B.mp3      # stretch and shift that bring B to A
+    """
+    from ..errors import ConfigError
+
+    if not 0 < min_bpm < max_bpm:
+        raise ConfigError(f"--min-bpm and --max-bpm must satisfy 0 < min < max, got {min_bpm:g} and {max_bpm:g}")
+    if not min_bpm <= prior_bpm <= max_bpm:
+        raise ConfigError(f"--bpm-prior {prior_bpm:g} must lie between --min-bpm and --max-bpm")
+    bpm_range = (min_bpm, max_bpm)
+    a = _analyse(file, stem, name, prior_bpm, bpm_range)
+    data = {"file": str(file), **({"stem": stem} if stem else {}), **a.to_dict()}
+    plan = None
+    if match_with is not None:
+        from ..remix.transforms import match
+
+        b = _analyse(match_with, stem, name, prior_bpm, bpm_range)
+        plan = match(a, b)
+        data["match"] = {"file": str(match_with), **b.to_dict(), "plan": plan.to_dict()}
+    if as_json:
+        out.print_json(json.dumps(data))
+        return
+    _print_analysis(file, stem, a)
+    if plan is not None:
+        _print_analysis(match_with, stem, b)
+        out.print(f"match (B = {match_with.name} to A = {file.name}):", highlight=False)
+        out.print(f"  stretch B by {plan.rate:.4f}, shift B by {plan.semitones:+d} semitones", highlight=False)
+        out.print(f"  {plan.explanation}", highlight=False, soft_wrap=True)
+
+
+def _print_analysis(path: Path, stem, a) -> None:
+    title = str(path) + (f" (stem {stem})" if stem else "")
+    beats = " ".join(f"{b:.2f}" for b in a.beats_s[:16]) + (" ..." if len(a.beats_s) > 16 else "")
+    out.print(title, highlight=False)
+    out.print(f"  tempo     {a.bpm:.1f} BPM ({len(a.beats_s)} beats)\n"
+              f"  key       {a.key.name} (confidence {a.key_confidence:.2f})\n"
+              f"  duration  {a.duration_s:.2f} s\n"
+              f"  beats     {beats}", highlight=False, soft_wrap=True)
+
+
+@app.command()
+@handle_errors
+def mashup(
+    project: Path = typer.Argument(..., help="A mash-up project file (.yaml).", show_default=False),
+    output: Optional[Path] = typer.Option(None, "-o", "--out", help="Output file (replaces the project's output.path)."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing output file."),
+) -> None:
+    """Render a mash-up: stems of several songs, matched in tempo and key, placed and mixed.
+
+    \b
+    unbake mashup mashup.yaml -o out.wav
+    (the project format is described in `unbake.remix.mashup`; see examples/mashup.yaml)
+    """
+    from ..remix.mashup import Mashup
+
+    job = Mashup.from_project(project)
+    path = job.render_project(output, overwrite=overwrite)
+    for name, a in job.analyses.items():
+        console.print(f"{_escape(name)}: {a.bpm:.1f} BPM, {a.key.name} (confidence {a.key_confidence:.2f})",
+                      highlight=False)
+    for note in job.notes:
+        console.print(_escape(note), highlight=False, soft_wrap=True)
+    console.print(f"[green]wrote[/] {_escape(str(path))}{_figures(path)}", highlight=False)
+
+
+def _figures(path: Path) -> str:
+    from ..errors import UnbakeError
+
+    try:
+        from ..audio import read_audio
+        from ..remix.master import measure
+
+        audio, sr = read_audio(path)
+        m = measure(audio, sr)
+    except UnbakeError:
+        return ""
+    return f" ({m['integrated_lufs']:.1f} LUFS, {m['true_peak_db']:.1f} dBTP)"

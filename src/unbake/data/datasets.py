@@ -1,0 +1,219 @@
+"""MUSDB-format training data: a folder of NI ``.stem.mp4`` files, or a folder of track folders
+holding one file per stem (``drums.wav`` ...) and optionally ``mixture.wav``. Tracks are decoded
+once into an :class:`~unbake.data.cache.AudioCache` and read memory-mapped; the
+:class:`ExcerptSampler` draws augmented random excerpts as a pure function of
+``(seed, step, rank)``, so training resumes exactly without storing a sampler state beyond
+the step."""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import AudioError, ConfigError
+from .augment import AugmentConfig, apply_augmentations, pitch_tempo, variant_params
+from .cache import AudioCache
+
+log = logging.getLogger(__name__)
+
+MUSDB_SOURCES = ("drums", "bass", "other", "vocals")
+AUDIO_SUFFIXES = (".wav", ".flac", ".mp3", ".ogg", ".m4a", ".aiff", ".aif")
+
+
+@dataclass
+class Track:
+    """One decoded track.
+
+    stems: ``(s, c, t)`` float32 (memory-mapped), in the order of the dataset's ``sources``.
+    mixture: ``(c, t)`` the published mixture when the data has one, else ``None`` (the sum of
+        the stems is then the mixture).
+    variants: pitch/tempo variants of ``stems``, each ``(s, c, t')``.
+    """
+
+    name: str
+    path: Path
+    stems: np.ndarray
+    mixture: np.ndarray | None
+    samplerate: int
+    variants: list[np.ndarray] = field(default_factory=list)
+
+    @property
+    def length(self) -> int:
+        return int(self.stems.shape[-1])
+
+    def mix(self) -> np.ndarray:
+        """``(c, t)``: the published mixture, or the sum of the stems."""
+        if self.mixture is not None:
+            return np.asarray(self.mixture, dtype=np.float32)
+        return np.asarray(self.stems, dtype=np.float32).sum(axis=0)
+
+
+def track_name(path: Path) -> str:
+    name = path.name
+    for suffix in (".stem.mp4", ".stem.m4a"):
+        if name.endswith(suffix):
+            return name[: -len(suffix)]
+    return path.stem if path.is_file() else name
+
+
+def find_tracks(root: str | os.PathLike) -> list[Path]:
+    """The tracks under ``root`` in name order: ``*.stem.mp4`` files and folders with stem files."""
+    root = Path(root)
+    if not root.is_dir():
+        raise ConfigError(f"{root}: training data folder does not exist")
+    found = []
+    for p in sorted(root.iterdir()):
+        if p.is_file() and p.name.endswith((".stem.mp4", ".stem.m4a")):
+            found.append(p)
+        elif p.is_dir() and any(c.suffix.lower() in AUDIO_SUFFIXES for c in p.iterdir()):
+            found.append(p)
+    if not found:
+        raise ConfigError(f"{root}: no .stem.mp4 files or stem folders found")
+    return found
+
+
+def _stem_file(folder: Path, name: str) -> Path | None:
+    for suffix in AUDIO_SUFFIXES:
+        p = folder / f"{name}{suffix}"
+        if p.is_file():
+            return p
+    return None
+
+
+def decode_track(path: Path, sources: tuple[str, ...], samplerate: int) -> tuple[np.ndarray, dict]:
+    """``path`` -> ``(k, c, t)`` float32 with ``k = 1 + s`` (mixture first, zeros when the data
+    has none) and metadata; resampled to ``samplerate``."""
+    from ..audio import read_audio, read_stems, resample
+
+    if path.is_file():
+        streams, sr = read_stems(path)
+        has_mix = "mixture" in streams
+    else:
+        streams, rates = {}, set()
+        for name in ("mixture",) + tuple(sources):
+            f = _stem_file(path, name)
+            if f is None:
+                continue
+            streams[name], r = read_audio(f)
+            rates.add(r)
+        if len(rates) > 1:
+            raise AudioError(f"{path}: stem files have different sample rates {sorted(rates)}")
+        sr = rates.pop() if rates else samplerate
+        has_mix = "mixture" in streams
+    missing = [s for s in sources if s not in streams]
+    if missing:
+        raise AudioError(f"{path}: lacks stems {missing} (has {sorted(streams)})")
+    channels = {a.shape[0] for a in streams.values()}
+    if len(channels) != 1:
+        raise AudioError(f"{path}: streams have different channel counts")
+    n = min(a.shape[-1] for a in streams.values())
+    c = channels.pop()
+    mix = streams["mixture"][:, :n] if has_mix else np.zeros((c, n), np.float32)
+    arr = np.stack([mix] + [streams[s][:, :n] for s in sources]).astype(np.float32)
+    if sr != samplerate:
+        arr = np.stack([resample(a, sr, samplerate) for a in arr])
+    return arr, {"names": ["mixture", *sources], "has_mixture": has_mix, "samplerate": samplerate}
+
+
+def load_tracks(paths: list[Path], sources: tuple[str, ...], samplerate: int, cache: AudioCache,
+                *, augment: AugmentConfig | None = None, seed: int = 0) -> list[Track]:
+    """Decode (or read from the cache) every track, and precompute its pitch/tempo variants."""
+    tracks = []
+    extra = f"{','.join(sources)}@{samplerate}"
+    for i, path in enumerate(paths):
+        arr, meta = cache.get(path, lambda p: decode_track(p, sources, samplerate), extra=extra)
+        if tuple(meta["names"][1:]) != tuple(sources):
+            raise ConfigError(f"cache entry for {path} holds {meta['names']}, expected {sources}")
+        name = track_name(path)
+        track = Track(name, path, arr[1:], arr[0] if meta["has_mixture"] else None, samplerate)
+        if augment is not None:
+            for v in range(augment.pitch_tempo_variants):
+                stretch, pitch = variant_params(seed, name, v, augment)
+                track.variants.append(cache.variant(
+                    path, f"{v}_{stretch:.4f}_{pitch:+.1f}",
+                    lambda: pitch_tempo(np.asarray(track.stems), samplerate, stretch, pitch), extra=extra))
+        tracks.append(track)
+        if (i + 1) % 10 == 0 or i + 1 == len(paths):
+            log.info("prepared %d/%d tracks", i + 1, len(paths))
+    return tracks
+
+
+def split_tracks(paths: list[Path], valid_every: int, valid_count: int) -> tuple[list[Path], list[Path]]:
+    """Fixed held-out rule: in name order, tracks number 0, ``valid_every``, 2·``valid_every`` ...
+    (at most ``valid_count``) are validation, the rest training."""
+    if valid_count <= 0:
+        return list(paths), []
+    if valid_every <= 0:
+        raise ConfigError("data.valid_every must be positive")
+    chosen = set(list(range(0, len(paths), valid_every))[:valid_count])
+    valid = [p for i, p in enumerate(paths) if i in chosen]
+    train = [p for i, p in enumerate(paths) if i not in chosen]
+    if not train:
+        raise ConfigError("no training tracks left after the validation split")
+    return train, valid
+
+
+class ExcerptSampler:
+    """Random augmented excerpts from ``tracks``.
+
+    ``batch(step, rank, size)`` returns ``(mix (b, c, t), stems (b, s, c, t))`` float32 with the
+    mixture equal to the sum of the stems, drawn from a generator seeded by
+    ``(seed, step, rank)`` only: the same call always gives the same batch, whatever happened
+    before (which is what makes resuming exact and ranks of a data-parallel run disjoint).
+    """
+
+    def __init__(self, tracks: list[Track], segment_samples: int, augment: AugmentConfig,
+                 seed: int = 0) -> None:
+        if not tracks:
+            raise ConfigError("no training tracks")
+        short = [t.name for t in tracks if t.length < segment_samples]
+        if short:
+            raise ConfigError(f"tracks shorter than the training segment ({segment_samples} samples): {short[:5]}")
+        self.tracks = tracks
+        self.segment_samples = int(segment_samples)
+        self.augment = augment
+        self.seed = int(seed)
+        self.n_sources = int(tracks[0].stems.shape[0])
+        # the variants a stem may come from: (track, variant) with variant -1 for the original
+        self._variant_ok = [[v for v in range(len(t.variants)) if t.variants[v].shape[-1] >= segment_samples]
+                            for t in tracks]
+
+    def _source_array(self, ti: int, vi: int) -> np.ndarray:
+        t = self.tracks[ti]
+        return t.stems if vi < 0 else t.variants[vi]
+
+    def _pick(self, rng: np.random.Generator) -> tuple[int, int]:
+        ti = int(rng.integers(len(self.tracks)))
+        vi = -1
+        ok = self._variant_ok[ti]
+        if ok and rng.random() < self.augment.pitch_tempo_p:
+            vi = int(ok[int(rng.integers(len(ok)))])
+        return ti, vi
+
+    def example(self, rng: np.random.Generator) -> np.ndarray:
+        """One augmented example ``(s, c, t)``."""
+        seg = self.segment_samples
+        remix = rng.random() < self.augment.remix_p
+        out = []
+        if remix:
+            for s in range(self.n_sources):
+                ti, vi = self._pick(rng)
+                arr = self._source_array(ti, vi)
+                start = int(rng.integers(arr.shape[-1] - seg + 1))
+                out.append(np.asarray(arr[s, :, start:start + seg]))
+            stems = np.stack(out)
+        else:
+            ti, vi = self._pick(rng)
+            arr = self._source_array(ti, vi)
+            start = int(rng.integers(arr.shape[-1] - seg + 1))
+            stems = np.asarray(arr[:, :, start:start + seg])
+        return apply_augmentations(np.array(stems, dtype=np.float32), rng, self.augment)
+
+    def batch(self, step: int, rank: int, size: int) -> tuple[np.ndarray, np.ndarray]:
+        rng = np.random.default_rng([self.seed, int(step), int(rank)])
+        stems = np.stack([self.example(rng) for _ in range(size)])
+        return stems.sum(axis=1), stems

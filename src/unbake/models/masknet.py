@@ -1,0 +1,158 @@
+"""MaskNet: a small, CPU-fast spectrogram masking model (unbake's own default four-stem model).
+
+Axes: ``b`` batch, ``c`` audio channels, ``t`` samples, ``s`` stems, ``n`` STFT frames,
+``f`` frequency bins, ``d`` hidden features.
+
+The stereo log-magnitude spectrogram (bins above ``full_res_bins`` averaged in groups of
+``high_group``: masks need less frequency detail up there, and the per-frame projections are
+most of the cost) is projected per frame to ``d`` features, mixed over time
+by a stack of dilated temporal convolutions (receptive field ``1 + (k-1)·Σ dilations`` frames),
+and decoded to one mask per stem, channel and bin. The masks are a softmax over the stems, so
+they sum to one and the stems always sum to the mixture; they multiply the complex mixture
+STFT (mixture phase) and an inverse STFT returns the waveforms.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from ..errors import ModelError
+
+
+@dataclass(frozen=True)
+class MaskNetConfig:
+    sources: tuple[str, ...] = ("drums", "bass", "other", "vocals")
+    samplerate: int = 44100
+    audio_channels: int = 2
+    n_fft: int = 2048
+    hop_length: int = 512
+    hidden: int = 256
+    depth: int = 6
+    kernel_size: int = 3
+    full_res_bins: int = 384
+    high_group: int = 4
+    segment_s: float = 10.0
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["sources"] = list(self.sources)
+        return d
+
+
+class _TemporalBlock(nn.Module):
+    """``(b, n, d) -> (b, n, d)``: pre-norm residual block, dilated conv over frames then a
+    per-frame projection. Per-frame LayerNorm (not a norm over time) keeps the output independent
+    of the chunk length the engine uses."""
+
+    def __init__(self, hidden: int, kernel_size: int, dilation: int) -> None:
+        super().__init__()
+        self.norm = nn.LayerNorm(hidden)
+        self.conv = nn.Conv1d(hidden, hidden, kernel_size, dilation=dilation,
+                              padding=dilation * (kernel_size - 1) // 2)
+        self.proj = nn.Linear(hidden, hidden)
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        y = self.conv(self.norm(h).transpose(1, 2)).transpose(1, 2)
+        return h + self.proj(F.gelu(y))
+
+
+class MaskNet(nn.Module):
+    """``(b, c, t) -> (b, s, c, t)`` float32 at ``samplerate``."""
+
+    track_normalize = False
+    max_segment_samples = None
+
+    def __init__(self, config: MaskNetConfig | None = None) -> None:
+        super().__init__()
+        cfg = config or MaskNetConfig()
+        if cfg.kernel_size % 2 != 1:
+            raise ModelError("masknet kernel_size must be odd (centred temporal convolutions)")
+        self.config = cfg
+        self.sources = tuple(cfg.sources)
+        self.samplerate = int(cfg.samplerate)
+        self.audio_channels = int(cfg.audio_channels)
+        self.segment_samples = int(round(cfg.segment_s * cfg.samplerate))
+        self.n_bins = cfg.n_fft // 2 + 1
+        if not 0 < cfg.full_res_bins <= self.n_bins or cfg.high_group < 1:
+            raise ModelError("masknet needs 0 < full_res_bins <= n_fft // 2 + 1 and high_group >= 1")
+        self.n_high = self.n_bins - cfg.full_res_bins
+        self.n_groups = -(-self.n_high // cfg.high_group)
+        c, s, d = self.audio_channels, len(self.sources), cfg.hidden
+        f = cfg.full_res_bins + self.n_groups  # compressed bins
+        self.register_buffer("window", torch.hann_window(cfg.n_fft), persistent=False)
+        # per-bin input standardisation, learned (log magnitudes differ by tens of dB across bins)
+        self.in_shift = nn.Parameter(torch.zeros(c, f))
+        self.in_scale = nn.Parameter(torch.ones(c, f))
+        self.encode = nn.Linear(c * f, d)
+        self.enc_norm = nn.LayerNorm(d)
+        self.blocks = nn.ModuleList(
+            _TemporalBlock(d, cfg.kernel_size, 2 ** i) for i in range(cfg.depth))
+        self.out_norm = nn.LayerNorm(d)
+        self.decode = nn.Linear(d, s * c * f)
+        # a per-(stem, channel, bin) affine function of the input level, added to the logits:
+        # lets each bin lean towards the stem that usually owns it (e.g. bass at low bins)
+        self.bin_gain = nn.Parameter(torch.zeros(s, c, f))
+
+    def spectrogram(self, mix: torch.Tensor) -> torch.Tensor:
+        """``(b, c, t)`` -> complex ``(b, c, f, n)``."""
+        b, c, t = mix.shape
+        spec = torch.stft(mix.reshape(b * c, t), self.config.n_fft, self.config.hop_length,
+                          window=self.window, center=True, return_complex=True)
+        return spec.reshape(b, c, self.n_bins, -1)
+
+    def _compress(self, x: torch.Tensor) -> torch.Tensor:
+        """``(b, c, f, n)`` -> ``(b, c, f', n)``: high bins averaged in groups."""
+        lo, hi = x[:, :, :self.config.full_res_bins], x[:, :, self.config.full_res_bins:]
+        if self.n_high == 0:
+            return lo
+        pad = self.n_groups * self.config.high_group - self.n_high
+        if pad:
+            hi = torch.cat([hi, hi[:, :, -1:].expand(-1, -1, pad, -1)], dim=2)
+        b, c, _, n = hi.shape
+        hi = hi.reshape(b, c, self.n_groups, self.config.high_group, n).mean(dim=3)
+        return torch.cat([lo, hi], dim=2)
+
+    def _expand(self, m: torch.Tensor) -> torch.Tensor:
+        """``(..., f', n)`` -> ``(..., f, n)``: each group's value repeated over its bins."""
+        k = self.config.full_res_bins
+        hi = m[..., k:, :].repeat_interleave(self.config.high_group, dim=-2)[..., :self.n_high, :]
+        return torch.cat([m[..., :k, :], hi], dim=-2)
+
+    def masks(self, spec: torch.Tensor) -> torch.Tensor:
+        """complex ``(b, c, f, n)`` -> masks ``(b, s, c, f, n)`` summing to one over ``s``."""
+        x = self._compress(torch.log1p(spec.abs()))
+        b, c, f, n = x.shape
+        x = (x - self.in_shift[..., None]) * self.in_scale[..., None]    # (b, c, f, n)
+        h = self.encode(x.permute(0, 3, 1, 2).reshape(b, n, c * f))       # (b, n, d)
+        h = F.gelu(self.enc_norm(h))
+        for block in self.blocks:
+            h = block(h)
+        logits = self.decode(self.out_norm(h)).reshape(b, n, -1, c, f)  # (b, n, s, c, f)
+        logits = logits.permute(0, 2, 3, 4, 1) + self.bin_gain[None, ..., None] * x[:, None]
+        return self._expand(torch.softmax(logits, dim=1))
+
+    def forward(self, mix: torch.Tensor) -> torch.Tensor:
+        if mix.dim() != 3 or mix.shape[1] != self.audio_channels:
+            raise ModelError(f"masknet expects (batch, {self.audio_channels}, time), got {tuple(mix.shape)}")
+        b, c, t = mix.shape
+        spec = self.spectrogram(mix)
+        est = self.masks(spec) * spec[:, None]                              # (b, s, c, f, n)
+        s = est.shape[1]
+        wav = torch.istft(est.reshape(b * s * c, self.n_bins, -1), self.config.n_fft,
+                          self.config.hop_length, window=self.window, center=True, length=t)
+        return wav.reshape(b, s, c, t)
+
+
+def from_reference_kwargs(kwargs: dict) -> MaskNet:
+    known = {f.name for f in fields(MaskNetConfig)}
+    unknown = set(kwargs) - known
+    if unknown:
+        raise ModelError(f"unknown masknet config keys {sorted(unknown)}; known: {sorted(known)}")
+    kw = dict(kwargs)
+    if "sources" in kw:
+        kw["sources"] = tuple(kw["sources"])
+    return MaskNet(MaskNetConfig(**kw))

@@ -1,0 +1,85 @@
+"""Lining up two songs in time: the offset that makes their onsets (and so their beat grids)
+coincide, from an FFT cross-correlation of onset envelopes.
+
+The envelopes are computed in three bands (below ~500 Hz, ~500 Hz-2.5 kHz, above) and
+correlated band by band: a kick then lines up with a kick and a hi-hat with a hi-hat, where a
+single broadband envelope would happily match a song's kicks with the other's off-beat hats
+(a log-spectral onset envelope hardly tells a loud hit from a soft one).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..errors import InvalidAudioError
+from .analysis import ANALYSIS_RATE_HZ, librosa_module, to_mono_analysis_rate
+
+# 64 samples at 22.05 kHz = 2.9 ms per envelope frame; with the parabolic peak refinement the
+# offset is good to about a millisecond on clear onsets.
+ALIGN_HOP = 64
+
+
+def find_offset(a: np.ndarray, b: np.ndarray, sample_rate: int, *, max_offset_s: float | None = None) -> float:
+    """Seconds by which ``b`` must be delayed to line up with ``a``.
+
+    ``a`` and ``b`` are ``(c, t)`` (or mono ``(t,)``) at ``sample_rate``; a positive result
+    means ``b`` should start that much later (``a(t) ~ b(t - offset)``), a negative one that
+    ``b``'s first ``-offset`` seconds should be dropped. ``max_offset_s`` limits the search to
+    ``[-max_offset_s, max_offset_s]``: the beat grid repeats every beat, so aligning beats only
+    needs half a beat either way and a wider search can lock onto a bar-level coincidence.
+    """
+    ea = band_envelopes(a, sample_rate)
+    eb = band_envelopes(b, sample_rate)
+    return offset_from_envelopes(ea, eb, ANALYSIS_RATE_HZ / ALIGN_HOP, max_offset_s=max_offset_s)
+
+
+# mel-band edges of the three onset bands (of 128 mel bands up to 11 kHz)
+BAND_EDGES = (0, 16, 48, 128)
+
+
+def band_envelopes(x: np.ndarray, sample_rate: int) -> np.ndarray:
+    """Onset strength in the bands of :data:`BAND_EDGES`: ``(bands, frames)`` at
+    ``ALIGN_HOP`` samples of :data:`ANALYSIS_RATE_HZ` per frame."""
+    librosa = librosa_module()
+    mono = to_mono_analysis_rate(x, sample_rate)
+    env = librosa.onset.onset_strength_multi(y=mono, sr=ANALYSIS_RATE_HZ, hop_length=ALIGN_HOP, n_fft=1024,
+                                             channels=list(BAND_EDGES)).astype(np.float64)
+    if not np.any(env > 0):
+        raise InvalidAudioError("cannot align audio without onsets (silence or a steady tone)")
+    return env
+
+
+def offset_from_envelopes(ea: np.ndarray, eb: np.ndarray, frames_per_s: float, *,
+                          max_offset_s: float | None = None) -> float:
+    """The lag (s) maximising the summed cross-correlation of onset envelopes ``(bands, n)``
+    and ``(bands, m)`` (1-D envelopes are one band). Each band is standardised first, so a
+    band counts by how well it lines up, not by how loud it is."""
+    from scipy.signal import correlate
+
+    ea, eb = np.atleast_2d(ea), np.atleast_2d(eb)
+    if ea.shape[0] != eb.shape[0]:
+        raise ValueError(f"envelopes have {ea.shape[0]} and {eb.shape[0]} bands")
+    n, m = ea.shape[1], eb.shape[1]
+    xc = np.zeros(n + m - 1)
+    for band_a, band_b in zip(ea, eb):
+        sa, sb = band_a.std(), band_b.std()
+        if sa == 0 or sb == 0:
+            continue  # a band without onsets in either signal says nothing
+        xc += correlate((band_a - band_a.mean()) / sa, (band_b - band_b.mean()) / sb, mode="full", method="fft")
+    lags = np.arange(-(m - 1), n)
+    # unbiased: divide by how many frames overlap at each lag, else small lags always win
+    overlap = np.minimum(n, lags + m) - np.maximum(0, lags)
+    valid = overlap >= max(8, min(n, m) // 4)
+    if max_offset_s is not None:
+        valid &= np.abs(lags) <= max_offset_s * frames_per_s
+    if not valid.any():
+        return 0.0
+    score = np.where(valid, xc / np.maximum(overlap, 1), -np.inf)
+    i = int(np.argmax(score))
+    frac = 0.0
+    if 0 < i < len(score) - 1 and np.isfinite(score[i - 1]) and np.isfinite(score[i + 1]):
+        y0, y1, y2 = score[i - 1], score[i], score[i + 1]
+        den = y0 - 2 * y1 + y2
+        if den < 0:
+            frac = float(np.clip(0.5 * (y0 - y2) / den, -0.5, 0.5))
+    return float((lags[i] + frac) / frames_per_s)

@@ -1,0 +1,187 @@
+"""unbake.data: track discovery and decoding, the decoded-audio cache, the excerpt sampler and
+the augmentations (shapes, sum-to-mixture, determinism)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from unbake.data.augment import (AugmentConfig, apply_augmentations, channel_swap, pitch_tempo,
+                                 polarity_flip, random_gain, silence, variant_params)
+from unbake.data.cache import AudioCache
+from unbake.data.datasets import (MUSDB_SOURCES, ExcerptSampler, decode_track, find_tracks,
+                                  load_tracks, split_tracks, track_name)
+from unbake.errors import AudioError, ConfigError
+
+SR = 8000
+
+
+def make_folder_tracks(root: Path, n_tracks: int = 3, seconds: float = 1.0, with_mixture: bool = True,
+                       constant: bool = False, tonal: bool = False) -> list[Path]:
+    """Tracks as folders of ``drums.wav`` ...; with ``constant`` stem ``s`` of track ``k`` is the
+    constant ``(k + 1) / 10 + (s + 1) / 100`` so every sample says where it came from; with
+    ``tonal`` each stem is a tone in its own frequency band (separable, so a model can learn)."""
+    from unbake.audio import write_audio
+
+    rng = np.random.default_rng(0)
+    n = int(seconds * SR)
+    for k in range(n_tracks):
+        folder = root / f"Artist {k} - Song"
+        folder.mkdir(parents=True)
+        stems = []
+        for s, name in enumerate(MUSDB_SOURCES):
+            if constant:
+                x = np.full((2, n), (k + 1) / 10 + (s + 1) / 100, np.float32)
+            elif tonal:
+                f_hz = rng.uniform(150, 250) * 2.5 ** s
+                t = np.arange(n) / SR
+                tone = 0.2 * np.sin(2 * np.pi * f_hz * t + rng.uniform(0, 6.28, (2, 1)))
+                x = (tone + 0.002 * rng.standard_normal((2, n))).astype(np.float32)
+            else:
+                x = (0.1 * rng.standard_normal((2, n))).astype(np.float32)
+            stems.append(x)
+            write_audio(folder / f"{name}.wav", x, SR, bit_depth="32f")
+        if with_mixture:
+            write_audio(folder / "mixture.wav", np.sum(stems, axis=0), SR, bit_depth="32f")
+    return find_tracks(root)
+
+
+def test_find_and_decode_folder_tracks(tmp_path):
+    paths = make_folder_tracks(tmp_path / "d", with_mixture=False)
+    assert [track_name(p) for p in paths] == [f"Artist {k} - Song" for k in range(3)]
+    arr, meta = decode_track(paths[0], MUSDB_SOURCES, SR)
+    assert arr.shape == (5, 2, SR) and arr.dtype == np.float32
+    assert meta["has_mixture"] is False and not arr[0].any()
+    with pytest.raises(AudioError, match="lacks stems"):
+        decode_track(paths[0], ("drums", "piano"), SR)
+    with pytest.raises(ConfigError):
+        find_tracks(tmp_path / "missing")
+
+
+def test_cache_decodes_once_and_memory_maps(tmp_path):
+    paths = make_folder_tracks(tmp_path / "d")
+    cache = AudioCache(tmp_path / "cache")
+    calls = []
+
+    def decode(p):
+        calls.append(p)
+        return decode_track(p, MUSDB_SOURCES, SR)
+
+    a1, _ = cache.get(paths[0], decode)
+    a2, meta = cache.get(paths[0], decode)
+    assert len(calls) == 1
+    assert isinstance(a2, np.memmap) and np.array_equal(a1, a2)
+    assert meta["names"] == ["mixture", *MUSDB_SOURCES]
+    assert not list((tmp_path / "cache").rglob("*.part"))  # no temporary files left behind
+    tracks = load_tracks(paths, MUSDB_SOURCES, SR, cache)
+    np.testing.assert_allclose(tracks[0].mix(), np.asarray(tracks[0].stems).sum(0), atol=1e-6)
+
+
+def test_stem_mp4_decoding(tmp_path):
+    from unbake.audio import example_path
+    from unbake.errors import DependencyError
+
+    try:
+        path = example_path()
+    except DependencyError:
+        pytest.skip("stempeg's example stems file is not installed")
+    arr, meta = decode_track(Path(path), MUSDB_SOURCES, 44100)
+    assert arr.shape[:2] == (5, 2) and arr.shape[-1] > 44100 and meta["has_mixture"]
+    assert all(np.abs(a).max() > 0 for a in arr)
+
+
+def test_split_rule_is_fixed():
+    paths = [Path(f"t{i:02d}") for i in range(20)]
+    train, valid = split_tracks(paths, valid_every=9, valid_count=10)
+    assert [p.name for p in valid] == ["t00", "t09", "t18"]
+    assert len(train) == 17 and not set(train) & set(valid)
+    _, valid = split_tracks(paths, valid_every=3, valid_count=2)
+    assert [p.name for p in valid] == ["t00", "t03"]
+
+
+def test_augmentations_keep_shapes_and_do_what_they_say():
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((4, 2, 100)).astype(np.float32)
+    x0 = x.copy()
+    swapped = channel_swap(x, np.random.default_rng(1), 1.0)
+    assert np.array_equal(swapped[:, 0], x[:, 1]) and np.array_equal(swapped[:, 1], x[:, 0])
+    assert np.array_equal(polarity_flip(x, np.random.default_rng(1), 1.0), -x)
+    g = random_gain(x, np.random.default_rng(1), (-6.0, -6.0))
+    np.testing.assert_allclose(g, x * 10 ** (-6 / 20), rtol=1e-6)
+    g = random_gain(x, np.random.default_rng(1), (-10.0, 2.0))
+    ratio_db = 20 * np.log10(np.abs(g[:, 0, 0] / x[:, 0, 0]))
+    assert ((ratio_db >= -10 - 1e-4) & (ratio_db <= 2 + 1e-4)).all() and np.ptp(ratio_db) > 0
+    muted = silence(x, np.random.default_rng(1), 1.0)
+    assert sum(bool(s.any()) for s in muted) == 1  # never everything
+    cfg = AugmentConfig(gain_db=(-9, 3), channel_swap_p=0.5, polarity_flip_p=0.5, silence_p=0.2)
+    y = apply_augmentations(x, np.random.default_rng(3), cfg)
+    assert y.shape == x.shape and y.dtype == np.float32
+    assert not np.shares_memory(y, x)
+    np.testing.assert_array_equal(x, x0)  # inputs are never modified
+
+
+def test_augment_config_rejects_nonsense():
+    with pytest.raises(ConfigError, match="probability"):
+        AugmentConfig(remix_p=1.5)
+    with pytest.raises(ConfigError, match="unknown augment keys"):
+        AugmentConfig.from_dict({"remixx": 0.5})
+    assert AugmentConfig.from_dict({"gain_db": [-3, 1]}).gain_db == (-3.0, 1.0)
+
+
+def test_sampler_batches_are_deterministic_and_sum_to_the_mixture(tmp_path):
+    paths = make_folder_tracks(tmp_path / "d", n_tracks=4)
+    tracks = load_tracks(paths, MUSDB_SOURCES, SR, AudioCache(tmp_path / "c"))
+    cfg = AugmentConfig(remix_p=0.5, gain_db=(-9, 3), channel_swap_p=0.5, polarity_flip_p=0.5)
+    sampler = ExcerptSampler(tracks, 2000, cfg, seed=7)
+    mix, stems = sampler.batch(step=3, rank=0, size=5)
+    assert mix.shape == (5, 2, 2000) and stems.shape == (5, 4, 2, 2000)
+    assert mix.dtype == np.float32 and stems.dtype == np.float32
+    np.testing.assert_array_equal(mix, stems.sum(axis=1))
+    again = ExcerptSampler(tracks, 2000, cfg, seed=7).batch(step=3, rank=0, size=5)
+    np.testing.assert_array_equal(again[1], stems)
+    assert not np.array_equal(sampler.batch(3, 1, 5)[1], stems)   # ranks draw different data
+    assert not np.array_equal(sampler.batch(4, 0, 5)[1], stems)   # so do steps
+    assert not np.array_equal(ExcerptSampler(tracks, 2000, cfg, seed=8).batch(3, 0, 5)[1], stems)
+    with pytest.raises(ConfigError, match="shorter"):
+        ExcerptSampler(tracks, SR * 2, cfg)
+
+
+def test_remixing_takes_stems_from_different_tracks(tmp_path):
+    paths = make_folder_tracks(tmp_path / "d", n_tracks=5, constant=True)
+    tracks = load_tracks(paths, MUSDB_SOURCES, SR, AudioCache(tmp_path / "c"))
+
+    def origins(remix_p: float) -> list[set[int]]:
+        sampler = ExcerptSampler(tracks, 500, AugmentConfig(remix_p=remix_p), seed=0)
+        _, stems = sampler.batch(0, 0, 16)
+        out = []
+        for ex in stems:
+            ks = {int(round((ex[s, 0, 0] - (s + 1) / 100) * 10)) - 1 for s in range(4)}
+            assert all(0 <= k < 5 for k in ks)
+            out.append(ks)
+        return out
+
+    assert all(len(ks) == 1 for ks in origins(0.0))
+    assert sum(len(ks) > 1 for ks in origins(1.0)) >= 12
+
+
+def test_pitch_tempo_variants_are_cached(tmp_path):
+    paths = make_folder_tracks(tmp_path / "d", n_tracks=2, seconds=1.0)
+    cfg = AugmentConfig(pitch_tempo_variants=1, pitch_tempo_p=1.0, tempo_range=(1.2, 1.2),
+                        pitch_semitones=(1.0, 1.0))
+    assert variant_params(0, "a", 0, cfg) == (1.2, 1.0)
+    cache = AudioCache(tmp_path / "c")
+    tracks = load_tracks(paths, MUSDB_SOURCES, SR, cache, augment=cfg, seed=0)
+    v = tracks[0].variants[0]
+    assert isinstance(v, np.memmap) and v.shape[:2] == (4, 2)
+    assert abs(v.shape[-1] - SR / 1.2) < 0.05 * SR
+    files = sorted(p.name for p in (tmp_path / "c").rglob("var_*.npy"))
+    assert len(files) == 2
+    mtimes = [p.stat().st_mtime_ns for p in (tmp_path / "c").rglob("var_*.npy")]
+    load_tracks(paths, MUSDB_SOURCES, SR, cache, augment=cfg, seed=0)
+    assert [p.stat().st_mtime_ns for p in (tmp_path / "c").rglob("var_*.npy")] == mtimes
+    sampler = ExcerptSampler(tracks, 1000, cfg, seed=0)
+    mix, stems = sampler.batch(0, 0, 3)
+    np.testing.assert_array_equal(mix, stems.sum(axis=1))
+    assert pitch_tempo(np.zeros((4, 2, SR), np.float32), SR, 1.0, 0.0).shape[:2] == (4, 2)

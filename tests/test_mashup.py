@@ -1,0 +1,266 @@
+"""Mash-up projects: validation errors name the key, placement is sample-exact, routing puts
+tracks where asked, and a real two-song mash-up renders to spec."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from unbake.errors import ConfigError
+from unbake.remix.mashup import Mashup, MashupProject
+from unbake.stems import StemSet
+
+SR = 44100
+MUSDB = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "musdb18-7s" / "train"
+
+
+@pytest.fixture
+def clicks_song(tmp_path) -> Path:
+    """A 3 s stereo 'song': stem `click` holds one impulse at 1.0 s, stem `pad` a quiet tone."""
+    click = np.zeros((2, 3 * SR), np.float32)
+    click[:, SR] = 0.5
+    t = np.arange(3 * SR) / SR
+    pad = np.stack([0.1 * np.sin(2 * np.pi * 220 * t)] * 2).astype(np.float32)
+    folder = tmp_path / "song"
+    StemSet({"click": click, "pad": pad}, SR).save(folder, bit_depth="32f")
+    return folder
+
+
+def parse(data: dict, base: Path | None = None) -> MashupProject:
+    return MashupProject.parse(data, base)
+
+
+def write_project(tmp_path: Path, data: dict) -> Path:
+    p = tmp_path / "mashup.yaml"
+    p.write_text(yaml.safe_dump(data))
+    return p
+
+
+# ------------------------------------------------------------------------------ validation
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda d: d.pop("songs"), "songs: is required"),
+    (lambda d: d.update(tempo=120), "tempo: unknown key"),
+    (lambda d: d["songs"].update(b={"path": "nowhere.wav"}), "songs.b.path: no such file or folder"),
+    (lambda d: d["songs"]["s"].update(model="htdemucs"), "songs.s.model: "),
+    (lambda d: d["songs"]["s"].update(key="H major"), "songs.s.key: not a key"),
+    (lambda d: d["songs"]["s"].update(bpm=-3), "songs.s.bpm: must be between"),
+    (lambda d: d.update(reference="zz"), "reference: no song 'zz'"),
+    (lambda d: d.update(tracks=[]), "tracks: must be a non-empty list"),
+    (lambda d: d["tracks"][0].update(stem="click"), "tracks[0].stem: must be song:stem"),
+    (lambda d: d["tracks"][0].update(stem="x:click"), "tracks[0].stem: no song 'x'"),
+    (lambda d: d["tracks"][0].update(chanel="left"), "tracks[0].chanel: unknown key; did you mean 'channel'?"),
+    (lambda d: d["tracks"][0].update(channel="middle"), "tracks[0].channel: must be one of left, right, both"),
+    (lambda d: d["tracks"][0].update(channel="left", pan=0.5), "tracks[0].channel: give either channel"),
+    (lambda d: d["tracks"][0].update(stretch=1.1, to_bpm=120), "tracks[0].stretch: give either"),
+    (lambda d: d["tracks"][0].update(stretch=9), "tracks[0].stretch: must be between"),
+    (lambda d: d["tracks"][0].update(semitones=30), "tracks[0].semitones: must be between"),
+    (lambda d: d["tracks"][0].update(semitones="up"), "tracks[0].semitones: must be a number"),
+    (lambda d: d["tracks"][0].update(offset=0.1, align="beats"), "tracks[0].offset: give either"),
+    (lambda d: d["tracks"][0].update(align="bar"), "tracks[0].align: must be one of beats, bars"),
+    (lambda d: d["tracks"][0].update(align="beats"), "tracks[0].align: needs at least one track without"),
+    (lambda d: d["tracks"][0].update(to_bpm="auto"), "reference: is required"),
+    (lambda d: d["tracks"][0].update(sections=[{"from": 2, "to": 1}]), "tracks[0].sections[0].to: must be after"),
+    (lambda d: d["tracks"][0].update(sections=[{"from": "1:75", "to": 3}]), "tracks[0].sections[0].from: "),
+    (lambda d: d["tracks"][0].update(sections=[{"from": 0}]), "tracks[0].sections[0].to: is required"),
+    (lambda d: d["tracks"][0].update(gain_db=50), "tracks[0].gain_db: must be between"),
+    (lambda d: d["tracks"][0].update(eq=[{"type": "peak"}]), "tracks[0].eq[0].freq_hz: is required"),
+    (lambda d: d.update(master={"loudness_lufs": 3}), "master.loudness_lufs: must be between"),
+    (lambda d: d.update(output={"format": "ogg"}), "output.format: must be one of"),
+])
+def test_validation_errors_name_the_key(clicks_song, change, message):
+    data = {"songs": {"s": {"path": str(clicks_song)}}, "tracks": [{"stem": "s:click"}]}
+    change(data)
+    with pytest.raises(ConfigError) as err:
+        parse(data, clicks_song.parent)
+    assert message in str(err.value)
+
+
+def test_unknown_stem_and_late_section_are_reported_at_render(clicks_song):
+    data = {"songs": {"s": str(clicks_song)}, "tracks": [{"stem": "s:vocals"}]}
+    with pytest.raises(ConfigError, match=r"tracks\[0\]\.stem: song 's' has no stem 'vocals'; its stems are"):
+        Mashup(parse(data)).render()
+    data["tracks"] = [{"stem": "s:click", "sections": [{"from": 1, "to": 9}]}]
+    with pytest.raises(ConfigError, match=r"tracks\[0\]\.sections\[0\]\.to: 9 s is after the end"):
+        Mashup(parse(data)).render()
+
+
+def test_project_file_errors_name_the_file(tmp_path, clicks_song):
+    p = write_project(tmp_path, {"songs": {"s": str(clicks_song)}, "tracks": [{"stem": "s:click", "pan": 3}]})
+    with pytest.raises(ConfigError, match=r"mashup\.yaml: tracks\[0\]\.pan: must be between"):
+        MashupProject.load(p)
+
+
+# ------------------------------------------------------------------------------ placement and routing
+
+
+def test_sections_are_cut_in_source_time_and_placed_in_timeline_time(clicks_song):
+    data = {
+        "songs": {"s": str(clicks_song)}, "fade_ms": 0,
+        "tracks": [
+            # source 0.5..1.5 s placed at 3.0 s, moved by a manual offset: the click lands at 3.75 s
+            {"stem": "s:click", "sections": [{"from": 0.5, "to": 1.5, "at": 3.0}], "offset": 0.25},
+            # whole song from 1.0 s, 0.5 s earlier: the click lands at 1.5 s
+            {"stem": "s:click", "start": 1.0, "offset": -0.5, "gain_db": -6},
+        ],
+    }
+    job = Mashup(parse(data))
+    out = job.render()
+    assert out.shape == (2, int(round(4.25 * SR)))
+    loud = np.flatnonzero(np.abs(out[0]) > 1e-4)
+    assert list(loud) == [int(1.5 * SR), int(3.75 * SR)]
+    assert out[0, int(3.75 * SR)] == pytest.approx(0.5)
+    assert out[0, int(1.5 * SR)] == pytest.approx(0.5 * 10 ** (-6 / 20), rel=1e-4)
+
+
+def test_sections_follow_each_other_and_stretch_maps_source_times(clicks_song):
+    data = {
+        "songs": {"s": str(clicks_song)}, "fade_ms": 0,
+        "tracks": [{"stem": "s:click", "stretch": 0.5, "start": 0.2,
+                    "sections": [{"from": 0, "to": 0.5}, {"from": 0.5, "to": 1.5}]}],
+    }
+    out = Mashup(parse(data)).render()
+    # at rate 0.5 the sections last 1 s and 2 s; the second starts at 1.2 s and holds the click
+    # (source 1.0 s = 1.0 s into the section at half speed)
+    assert out.shape[1] == int(round(3.2 * SR))
+    peak = int(np.argmax(np.abs(out[0])))
+    assert abs(peak - int(2.2 * SR)) < 0.010 * SR  # Rubber Band moves a lone click by a few ms
+
+
+@pytest.mark.parametrize("channel, side", [("left", 0), ("right", 1)])
+def test_channel_routing_puts_the_fold_down_on_one_side(clicks_song, channel, side):
+    data = {"songs": {"s": str(clicks_song)}, "tracks": [{"stem": "s:pad", "channel": channel}]}
+    out = Mashup(parse(data)).render()
+    assert np.all(out[1 - side] == 0.0)
+    t = np.arange(3 * SR) / SR
+    expected = np.sqrt(2) * 0.1 * np.sin(2 * np.pi * 220 * t)  # constant-power law, hard side
+    assert np.allclose(out[side], expected, atol=1e-5)
+
+
+def test_cli_mashup_writes_and_refuses_to_overwrite(tmp_path, clicks_song):
+    from typer.testing import CliRunner
+
+    from unbake.audio import read_audio
+    from unbake.cli import app
+
+    p = write_project(tmp_path, {"songs": {"s": str(clicks_song)},
+                                 "tracks": [{"stem": "s:mix", "semitones": 2, "channel": "both"}],
+                                 "output": {"path": "from-project.wav"}})
+    target = tmp_path / "out.wav"
+    res = CliRunner().invoke(app, ["mashup", str(p), "-o", str(target)])
+    assert res.exit_code == 0, res.output
+    audio, sr = read_audio(target)
+    assert sr == SR and audio.shape == (2, 3 * SR)
+    assert np.allclose(audio[0], audio[1])
+    res = CliRunner().invoke(app, ["mashup", str(p), "-o", str(target)])
+    assert res.exit_code == 1 and "already exists" in res.output
+    res = CliRunner().invoke(app, ["mashup", str(p)])
+    assert res.exit_code == 0 and (tmp_path / "from-project.wav").is_file()
+
+
+# ------------------------------------------------------------------------------ real songs
+
+
+SONG_A = "Actions - Devil's Words"   # vocals taken from here
+SONG_B = "AvaLuna - Waterduct"       # drums, bass and other taken from here
+
+
+def _stems_folder(name: str, folder: Path) -> Path:
+    from unbake.audio import read_stems
+
+    stems, sr = read_stems(MUSDB / f"{name}.stem.mp4")  # mixture, drums, bass, other, vocals
+    stems.pop("mixture")
+    StemSet(stems, sr).save(folder, bit_depth="32f")
+    return folder
+
+
+@pytest.mark.skipif(not (MUSDB / f"{SONG_A}.stem.mp4").is_file() or not (MUSDB / f"{SONG_B}.stem.mp4").is_file(),
+                    reason="musdb18-7s previews not available")
+def test_real_mashup_vocals_right_band_left(tmp_path):
+    pytest.importorskip("librosa")
+    from unbake.audio import read_audio
+    from unbake.remix.master import integrated_lufs
+    from unbake.remix.transforms import stretch_and_shift
+
+    a = _stems_folder(SONG_A, tmp_path / "a")
+    b = _stems_folder(SONG_B, tmp_path / "b")
+    data = {
+        "songs": {"a": {"path": str(a)}, "b": {"path": str(b)}},
+        "reference": "b",
+        "tracks": [
+            {"stem": "a:vocals", "semitones": "auto", "to_bpm": "auto", "preserve_formants": True,
+             "align": "beats", "channel": "right"},
+            {"stem": "b:drums+bass+other", "channel": "left"},
+        ],
+        "master": {"loudness_lufs": -16, "true_peak_db": -1},
+        "output": {"path": "mashup.wav"},
+    }
+    job = Mashup(MashupProject.load(write_project(tmp_path, data)))
+    written = job.render_project(tmp_path / "out.wav")
+    out, sr = read_audio(written)
+    assert np.isfinite(out).all() and out.shape[0] == 2
+
+    sa, sb = job.stems("a"), job.stems("b")
+    plan = job.match_plan("a")
+    assert abs(plan.semitones) <= 6 and 0.8 < plan.rate < 1.25
+    assert job.analyses["b"].bpm > 0 and job.analyses["a"].key.mode in ("major", "minor")
+    offset_s = job.placements[0]["offset_s"]
+    assert job.placements[0]["rate"] == plan.rate and job.placements[0]["semitones"] == plan.semitones
+    assert abs(offset_s) <= 0.5 * 60 / job.analyses["b"].bpm + 1e-3  # align: beats moves < 1/2 beat
+
+    # length: the later of the band's end and the stretched, shifted vocals' end
+    vocals = stretch_and_shift(sa["vocals"], sr, rate=plan.rate, semitones=plan.semitones,
+                               preserve_formants=True).mean(axis=0)
+    start = int(round(offset_s * sr))
+    assert out.shape[1] == max(sb.frames, start + vocals.size)
+
+    # channel placement: the right channel is the vocals, the left one the band
+    lane = np.zeros(out.shape[1])
+    lo = max(start, 0)
+    lane[lo:start + vocals.size] = vocals[lo - start:]
+    band = np.zeros(out.shape[1])
+    band[: sb.frames] = (sb["drums"] + sb["bass"] + sb["other"]).mean(axis=0)
+
+    def corr(x, y):
+        return float(np.corrcoef(x, y)[0, 1])
+
+    assert corr(out[1], lane) > 0.95
+    assert corr(out[0], band) > 0.95
+    assert abs(corr(out[0], lane)) < 0.2 and abs(corr(out[1], band)) < 0.2
+
+    # the master bus met its loudness target and ceiling
+    assert integrated_lufs(out, sr) == pytest.approx(-16.0, abs=0.5)
+    from unbake.remix.master import true_peak_db
+
+    assert true_peak_db(out) <= -1.0 + 0.05
+
+
+def test_align_beats_finds_a_known_delay(tmp_path):
+    """Song A is song B's beat (kick on the beat, hi-hat between) started 0.1 s late, plus a
+    'vocals' stem; aligning A's vocals to B must move them 0.1 s earlier, not onto the off-beat."""
+    pytest.importorskip("librosa")
+    rng = np.random.default_rng(7)
+    n = 5 * SR
+    t = np.arange(int(0.2 * SR)) / SR
+    kick = np.sin(2 * np.pi * np.cumsum(50 + 100 * np.exp(-t * 30)) / SR) * np.exp(-t * 15)
+    hat = 0.3 * np.diff(rng.standard_normal(t.size), prepend=0) * np.exp(-t * 150)
+    beat = np.zeros(n, np.float32)
+    for i in range(10):                                  # 120 BPM
+        for sound, at_s in ((kick, 0.5 * i), (hat, 0.5 * i + 0.25)):
+            p = int(at_s * SR)
+            beat[p:p + t.size] += sound[: n - p]
+    delay = int(0.1 * SR)
+    late = np.concatenate([np.zeros(delay, np.float32), beat[:-delay]])
+    tone = 0.05 * np.sin(2 * np.pi * 330 * np.arange(n) / SR).astype(np.float32)
+    StemSet({"drums": np.stack([beat] * 2), "bass": np.stack([tone] * 2)}, SR).save(tmp_path / "b")
+    StemSet({"drums": np.stack([late] * 2), "vocals": np.stack([tone] * 2)}, SR).save(tmp_path / "a")
+    data = {"songs": {"a": str(tmp_path / "a"), "b": str(tmp_path / "b")},
+            "tracks": [{"stem": "b:drums"}, {"stem": "a:vocals", "align": "beats"}]}
+    job = Mashup(parse(data))
+    job.render()
+    assert job.placements[1]["offset_s"] == pytest.approx(-0.1, abs=0.010)
+    assert "offset -0.100 s (align: beats)" in job.notes[1]

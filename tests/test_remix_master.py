@@ -1,0 +1,116 @@
+"""Meters, the true-peak limiter and mastering to a loudness target, on synthetic and real music."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from unbake import StemSet
+from unbake.errors import AudioError
+from unbake.remix import MasterSettings, Remix, integrated_lufs, limit_true_peak, true_peak_db
+from unbake.remix.master import master, sample_true_peaks
+
+SR = 44100
+MUSDB = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "musdb18-7s" / "train"
+
+
+def test_integrated_loudness_of_a_reference_sine():
+    # BS.1770: a 997 Hz sine at -20 dBFS in both channels of a stereo pair reads -20 LUFS (+-0.1)
+    t = np.arange(5 * SR) / SR
+    sine = np.repeat((0.1 * np.sin(2 * np.pi * 997 * t))[None], 2, axis=0)
+    assert integrated_lufs(sine, SR) == pytest.approx(-20.0, abs=0.1)
+    assert integrated_lufs(np.zeros((2, SR)), SR) == -np.inf
+    with pytest.raises(AudioError, match="0.4 s"):
+        integrated_lufs(sine[:, :1000], SR)
+
+
+def test_true_peak_sees_intersample_peaks():
+    n = np.arange(2 * SR)
+    # fs/4 at 45 degrees: every sample sits at 0.707 of the waveform's real peak (-3 dB)
+    x = (0.5 * np.sin(np.pi / 2 * n + np.pi / 4))[None].astype(np.float32)
+    sample_peak = 20 * np.log10(np.abs(x).max())
+    # away from the abrupt start and end (which really do overshoot)
+    inner = 20 * np.log10(sample_true_peaks(x)[200:-200].max())
+    assert inner == pytest.approx(20 * np.log10(0.5), abs=0.05)
+    assert inner - sample_peak == pytest.approx(3.01, abs=0.05)
+    assert true_peak_db(x) >= inner
+
+
+def _programme(seconds=6.0, seed=0):
+    """Dynamic synthetic material: drum-like bursts, a tone, noise, with loud and quiet parts."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(int(seconds * SR)) / SR
+    kick = np.sin(2 * np.pi * 60 * t) * np.exp(-((t % 0.5) * 20))
+    snare = rng.standard_normal(t.size) * np.exp(-(((t + 0.25) % 0.5) * 30)) * 0.5
+    tone = 0.2 * np.sin(2 * np.pi * 330 * t) * (1 + 0.8 * np.sin(2 * np.pi * 0.3 * t))
+    x = kick + snare + tone
+    return np.stack([x, 0.9 * x + 0.05 * rng.standard_normal(t.size)]).astype(np.float32) * 0.3
+
+
+def test_limiter_keeps_true_peak_below_ceiling_and_leaves_quiet_audio_alone():
+    x = _programme() * 4.0
+    y = limit_true_peak(x, SR, -1.0)
+    assert true_peak_db(y) < -1.0
+    assert y.shape == x.shape and np.abs(y).max() > 0.5
+    quiet = _programme() * 0.1
+    assert np.array_equal(limit_true_peak(quiet, SR, -1.0), quiet)
+
+
+@pytest.mark.parametrize("target, ceiling", [(-14.0, -1.0), (-23.0, -2.0), (-9.0, -1.0)])
+def test_master_reaches_loudness_under_the_ceiling(target, ceiling):
+    x = _programme()
+    before = x.copy()
+    y = master(x, SR, MasterSettings(loudness_lufs=target, true_peak_db=ceiling))
+    assert abs(integrated_lufs(y, SR) - target) <= 0.5
+    assert true_peak_db(y) < ceiling
+    assert np.array_equal(x, before)
+
+
+def test_master_eq_and_compressor_then_loudness():
+    from unbake.remix import parse_compressor, parse_eq
+
+    settings = MasterSettings(eq=parse_eq([{"type": "high_shelf", "freq_hz": 8000, "gain_db": 3}], "eq"),
+                              compressor=parse_compressor({"threshold_db": -24, "ratio": 3}, "c"),
+                              loudness_lufs=-12, true_peak_db=-1)
+    y = master(_programme(), SR, settings)
+    assert abs(integrated_lufs(y, SR) + 12) <= 0.5 and true_peak_db(y) < -1
+
+
+def _check_written(remix: Remix, tmp_path: Path, target=-14.0, ceiling=-1.0):
+    from unbake.audio import read_audio
+
+    remix.master(loudness_lufs=target, true_peak_db=ceiling)
+    path = remix.write(tmp_path / "remix.wav")
+    audio, sr = read_audio(path)
+    assert sr == remix.sample_rate
+    assert abs(integrated_lufs(audio, sr) - target) <= 0.5
+    assert true_peak_db(audio, sr) < ceiling
+
+
+def test_real_song_example_file(example_song, tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    from unbake.remix import separate_cached
+
+    stems = separate_cached(example_song)  # the default model (center)
+    assert stems.names == ["vocals", "accompaniment"]
+    remix = Remix(stems).gain("vocals", 3).pan("accompaniment", -0.2)
+    remix.compressor("accompaniment", threshold_db=-20, ratio=2.5)
+    _check_written(remix, tmp_path)
+
+
+def test_real_song_musdb_true_stems(tmp_path):
+    files = sorted(MUSDB.glob("*.stem.mp4")) if MUSDB.is_dir() else []
+    if not files:
+        pytest.skip(f"{MUSDB} not available")
+    from unbake.audio import read_stems
+
+    streams, sr = read_stems(files[0])
+    mixture = streams.pop("mixture")
+    stems = StemSet(streams, sr)
+    assert np.abs(Remix(stems).render() - stems.mixture()).max() <= 1e-6
+    remix = Remix(stems, original=mixture).gain("vocals", 3).pan("bass", 0.3)
+    remix.eq("drums", [{"type": "low_shelf", "freq_hz": 100, "gain_db": 2}])
+    remix.compressor("drums", threshold_db=-18, ratio=3, attack_ms=5, release_ms=80)
+    _check_written(remix, tmp_path)

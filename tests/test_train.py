@@ -1,0 +1,322 @@
+"""unbake.train and the masknet model: losses, schedule, config checks, a tiny run that learns,
+bit-exact resume after a kill, data-parallel ranks holding identical weights, fine-tuning and
+the CLI."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from unbake.errors import ConfigError, ModelError
+from unbake.train.config import config_from_dict, load_config
+from unbake.train.losses import LossConfig, l1_wave, mrstft, separation_loss
+from unbake.train.loop import STATE_NAME, Trainer, lr_factor, read_state
+
+from test_data import SR, make_folder_tracks
+
+REPO = Path(__file__).resolve().parents[1]
+TINY_MODEL = {"n_fft": 256, "hop_length": 64, "hidden": 16, "depth": 2, "full_res_bins": 64,
+              "high_group": 4, "segment_s": 1.0}
+
+
+def tiny_config(tmp: Path, **over) -> dict:
+    data = tmp / "data"
+    if not data.exists():
+        make_folder_tracks(data, n_tracks=4, seconds=1.0, tonal=True)
+    raw = {
+        "seed": 3,
+        "out_dir": str(tmp / "run"),
+        "model": {"architecture": "masknet", "config": {**TINY_MODEL, "samplerate": SR}},
+        "data": {"root": str(data), "cache_dir": str(tmp / "cache"), "samplerate": SR,
+                 "segment_s": 0.25, "valid_every": 4, "valid_count": 1},
+        "augment": {"remix_p": 0.5, "gain_db": [-6, 3], "channel_swap_p": 0.5, "polarity_flip_p": 0.5},
+        "optim": {"lr": 3e-3, "warmup_steps": 2, "steps": 6, "batch_size": 2},
+        "loss": {"l1_wave": 1.0, "mrstft": 0.1, "mrstft_ffts": [64, 128]},
+        "run": {"threads": 1, "device": "cpu", "log_every": 1, "valid_every_steps": 3,
+                "checkpoint_every_s": 0, "checkpoint_every_steps": 1},
+    }
+    for key, value in over.items():
+        section, _, name = key.partition("__")
+        if name:
+            raw[section] = {**raw[section], name: value}
+        else:
+            raw[section] = value
+    return raw
+
+
+def weights(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+def assert_same_weights(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> None:
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.equal(a[k], b[k]), f"{k} differs"
+
+
+# ------------------------------------------------------------------ losses and schedule
+
+
+def test_losses_are_sane():
+    torch.manual_seed(0)
+    ref = torch.randn(2, 4, 2, 4096)
+    assert float(l1_wave(ref, ref)) == 0.0
+    assert float(l1_wave(ref + 0.5, ref)) == pytest.approx(0.5, rel=1e-6)
+    assert float(mrstft(ref, ref, (256, 512))) == pytest.approx(0.0, abs=1e-6)
+    small = float(mrstft(ref + 0.01 * torch.randn_like(ref), ref, (256, 512)))
+    large = float(mrstft(0.1 * torch.randn_like(ref), ref, (256, 512)))
+    assert 0 < small < large
+    total, parts = separation_loss(ref * 0.5, ref, LossConfig(l1_wave=1.0, mrstft=0.5, mrstft_ffts=(256,)))
+    assert float(total) == pytest.approx(parts["l1_wave"] + 0.5 * parts["mrstft"], rel=1e-5)
+    with pytest.raises(ValueError, match="shape"):
+        l1_wave(ref, ref[:, :3])
+    with pytest.raises(ConfigError):
+        LossConfig.from_dict({"l1_wave": 0, "mrstft": 0})
+
+
+def test_lr_schedule_warms_up_then_decays():
+    f = [lr_factor(s, 10, 110, 0.1) for s in range(0, 120)]
+    assert f[0] == pytest.approx(0.1) and f[9] == pytest.approx(1.0)
+    assert f[10] == pytest.approx(1.0)
+    assert f[60] == pytest.approx(0.55)
+    assert f[110] == pytest.approx(0.1) and f[119] == pytest.approx(0.1)
+    assert all(a >= b for a, b in zip(f[10:], f[11:]))
+
+
+# ------------------------------------------------------------------ config
+
+
+def test_config_checks(tmp_path):
+    raw = tiny_config(tmp_path)
+    cfg = config_from_dict(raw)
+    assert cfg.segment_samples == 2000 and cfg.optim.batch_size == 2
+    with pytest.raises(ConfigError, match="unknown keys in optim"):
+        config_from_dict(tiny_config(tmp_path, optim__lrr=1.0))
+    with pytest.raises(ConfigError, match="unknown top-level"):
+        config_from_dict({**raw, "extra": 1})
+    with pytest.raises(ConfigError, match="positive"):
+        config_from_dict(tiny_config(tmp_path, optim__steps=0))
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("seed: [unclosed\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_config(bad)
+
+
+def test_shipped_config_parses():
+    cfg = load_config(REPO / "configs" / "train_small.yaml")
+    assert cfg.model.architecture == "masknet" and cfg.augment.remix_p > 0
+    assert cfg.data.sources == ("drums", "bass", "other", "vocals")
+
+
+# ------------------------------------------------------------------ the model
+
+
+def test_masknet_contract_and_round_trip(tmp_path):
+    from unbake import load_model
+    from unbake.hub.checkpoint import save_checkpoint
+    from unbake.models.masknet import from_reference_kwargs
+
+    model = from_reference_kwargs({**TINY_MODEL, "samplerate": SR}).eval()
+    mix = torch.randn(3, 2, 1234)
+    with torch.no_grad():
+        out = model(mix)
+    assert out.shape == (3, 4, 2, 1234)
+    # softmax masks on the mixture STFT: the stems add up to the mixture
+    torch.testing.assert_close(out.sum(dim=1), mix, atol=1e-4, rtol=1e-4)
+    path = save_checkpoint(model, tmp_path / "m.pt", architecture="masknet", config=model.config.to_dict(),
+                           half=True)
+    again = load_model(str(path))
+    assert again.sources == model.sources and again.samplerate == SR
+    with torch.no_grad():
+        torch.testing.assert_close(again(mix), out, atol=2e-2, rtol=0)
+    with pytest.raises(ModelError, match="unknown masknet"):
+        from_reference_kwargs({"hiden": 3})
+    with pytest.raises(ModelError, match="expects"):
+        model(torch.randn(1, 1, 100))
+
+
+# ------------------------------------------------------------------ training
+
+
+def test_tiny_run_reduces_the_loss(tmp_path):
+    from unbake.train.losses import separation_loss as loss_fn
+
+    cfg = config_from_dict(tiny_config(tmp_path, optim__steps=40, optim__warmup_steps=0, optim__lr=1e-2,
+                                       run__checkpoint_every_steps=0, run__valid_every_steps=40,
+                                       run__log_every=10))
+    trainer = Trainer(cfg)
+    mix, stems = trainer.sampler.batch(10_000, 0, 8)  # a batch the run never trains on
+
+    def held_out_loss() -> float:
+        trainer.model.eval()
+        with torch.no_grad():
+            return float(loss_fn(trainer.model(torch.from_numpy(mix)), torch.from_numpy(stems), cfg.loss)[0])
+
+    before = held_out_loss()
+    result = trainer.fit()
+    after = held_out_loss()
+    assert result["step"] == 40
+    assert after < 0.7 * before
+    out = Path(cfg.out_dir)
+    for name in ("state.pt", "best_model.pt", "train_log.csv", "valid_log.csv", "curves.png"):
+        assert (out / name).is_file(), name
+    rows = (out / "train_log.csv").read_text().splitlines()
+    assert rows[0].startswith("step,") and len(rows) == 1 + 4
+    from unbake import load_model
+
+    best = load_model(str(out / "best_model.pt"))
+    assert best.sources == ("drums", "bass", "other", "vocals")
+
+
+def test_resume_in_process_is_exact(tmp_path):
+    cfg = config_from_dict(tiny_config(tmp_path))
+    straight = Trainer(cfg, tmp_path / "a")
+    straight.fit()
+    first = Trainer(cfg, tmp_path / "b")
+    first.fit(max_steps=3)
+    assert first.step == 3
+    second = Trainer(cfg, tmp_path / "b")
+    assert second.resume() and second.step == 3
+    second.fit()
+    assert second.step == straight.step == 6
+    assert_same_weights(weights(straight.model), weights(second.model))
+    a, b = read_state(tmp_path / "a" / STATE_NAME), read_state(tmp_path / "b" / STATE_NAME)
+    for k, v in a["optimizer"]["state"].items():
+        assert torch.equal(v["exp_avg_sq"], b["optimizer"]["state"][k]["exp_avg_sq"])
+    assert a["scheduler"]["last_epoch"] == b["scheduler"]["last_epoch"] == 6
+    # the CSV log holds each step once after the resume
+    steps = [line.split(",")[0] for line in (tmp_path / "b" / "train_log.csv").read_text().splitlines()[1:]]
+    assert steps == ["1", "2", "3", "4", "5", "6"]
+
+
+def _cli_env() -> dict:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([str(REPO / "src"), env.get("PYTHONPATH", "")])
+    env["OMP_NUM_THREADS"] = "1"
+    return env
+
+
+def test_resume_after_kill_is_bit_exact(tmp_path):
+    import yaml
+
+    steps = 8
+    raw = tiny_config(tmp_path, optim__steps=steps, run__valid_every_steps=0)
+    cfg_path = tmp_path / "cfg.yaml"
+    cfg_path.write_text(yaml.safe_dump(raw))
+    cfg = load_config(cfg_path)
+    straight = Trainer(cfg, tmp_path / "straight")
+    straight.fit()
+
+    out = tmp_path / "killed"
+    errors = tmp_path / "stderr.txt"
+    with errors.open("wb") as err:
+        proc = subprocess.Popen([sys.executable, "-m", "unbake", "train", str(cfg_path), "--out", str(out),
+                                 "--quiet"], env=_cli_env(), stdout=subprocess.DEVNULL, stderr=err)
+    state = out / STATE_NAME
+    deadline = time.monotonic() + 120
+    killed_at = None
+    while time.monotonic() < deadline and proc.poll() is None:
+        if state.is_file():
+            step = read_state(state)["step"]
+            if step >= 2:
+                proc.send_signal(signal.SIGKILL)
+                killed_at = step
+                break
+        time.sleep(0.01)
+    proc.wait(timeout=60)
+    assert killed_at is not None, errors.read_text()[-2000:]
+    resumed = Trainer(cfg, out)
+    assert resumed.resume()
+    assert 2 <= resumed.step <= steps
+    resumed.fit()
+    assert resumed.step == steps
+    assert_same_weights(weights(straight.model), weights(resumed.model))
+
+
+def test_resume_refuses_a_foreign_state(tmp_path):
+    from unbake.errors import CheckpointError
+
+    cfg = config_from_dict(tiny_config(tmp_path, optim__steps=1))
+    Trainer(cfg, tmp_path / "a").fit()
+    other = config_from_dict(tiny_config(tmp_path, seed=4, optim__steps=1))
+    with pytest.raises(CheckpointError, match="seed"):
+        Trainer(other, tmp_path / "a").resume()
+    (tmp_path / "junk").mkdir()
+    (tmp_path / "junk" / STATE_NAME).write_bytes(b"not a checkpoint")
+    with pytest.raises(CheckpointError, match="not a readable"):
+        Trainer(cfg, tmp_path / "junk").resume()
+
+
+def _ddp_worker(cfg_raw: dict, out: str) -> None:
+    from unbake.train import ddp
+    from unbake.train.loop import Trainer as T
+
+    cfg = config_from_dict(cfg_raw)
+    info = ddp.init_from_env(torch.device("cpu"))
+    try:
+        trainer = T(cfg, out, info)
+        trainer.fit()
+        torch.save(weights(trainer.model), Path(out) / f"rank{info.rank}.pt")
+    finally:
+        ddp.shutdown(info)
+
+
+def test_ddp_ranks_hold_identical_weights(tmp_path):
+    from unbake.train import ddp
+
+    raw = tiny_config(tmp_path, optim__steps=3, run__valid_every_steps=0)
+    Trainer(config_from_dict(raw), tmp_path / "warm").fit(max_steps=0)  # fill the cache once
+    init = weights(Trainer(config_from_dict(raw), tmp_path / "init").model)
+    out = tmp_path / "ddp"
+    out.mkdir()
+    ddp.spawn(_ddp_worker, 2, raw, str(out))
+    w0 = torch.load(out / "rank0.pt", weights_only=True)
+    w1 = torch.load(out / "rank1.pt", weights_only=True)
+    assert_same_weights(w0, w1)
+    assert any(not torch.equal(w0[k], init[k]) for k in init)  # it did train
+    assert read_state(out / STATE_NAME)["world_size"] == 2
+
+
+def test_fine_tune_from_a_checkpoint(tmp_path):
+    from unbake.train.loop import BEST_NAME
+
+    cfg = config_from_dict(tiny_config(tmp_path, optim__steps=3))
+    Trainer(cfg, tmp_path / "base").fit()
+    start = tmp_path / "base" / BEST_NAME
+    from unbake.hub.checkpoint import load_checkpoint
+
+    base = weights(load_checkpoint(start))
+    tuned = Trainer(config_from_dict(tiny_config(tmp_path, init_from=str(start), optim__steps=2)),
+                    tmp_path / "tuned")
+    assert_same_weights(weights(tuned.model), base)
+    tuned.fit()
+    assert any(not torch.equal(v, base[k]) for k, v in weights(tuned.model).items())
+    with pytest.raises(ModelError):
+        Trainer(config_from_dict(tiny_config(tmp_path, init_from=str(tmp_path / "nope.pt"))), tmp_path / "x")
+
+
+def test_cli_train_refuses_to_overwrite_a_run(tmp_path):
+    import yaml
+    from typer.testing import CliRunner
+
+    from unbake.cli import app
+
+    raw = tiny_config(tmp_path, optim__steps=2)
+    cfg_path = tmp_path / "cfg.yaml"
+    cfg_path.write_text(yaml.safe_dump(raw))
+    runner = CliRunner()
+    res = runner.invoke(app, ["train", str(cfg_path), "--quiet"])
+    assert res.exit_code == 0, res.output
+    assert "best validation" in res.output
+    res = runner.invoke(app, ["train", str(cfg_path), "--quiet"])
+    assert res.exit_code != 0 and "--resume" in res.output
+    res = runner.invoke(app, ["train", str(cfg_path), "--resume", "--quiet"])
+    assert res.exit_code == 0, res.output
