@@ -298,3 +298,15 @@ def test_cli_analyze_json_and_match(tmp_path):
     assert rate == pytest.approx(1.2, abs=0.02)
     res = runner.invoke(app, ["analyze", str(tmp_path / "missing.wav")])
     assert res.exit_code == 1
+
+
+@pytest.mark.parametrize("offset_s", [0.137, -0.21])
+def test_find_offset_on_a_beat_grid(offset_s):
+    # folded onto the loop's 1 s bar (kick, snare) the answer is unique within +-0.5 s
+    sr = 44100
+    loop = drum_loop(120, 6.0, sr=sr, seed=5)
+    n = int(round(abs(offset_s) * sr))
+    a, b = (loop, loop[n:]) if offset_s > 0 else (loop[n:], loop)
+    assert find_offset(a, b, sr, period_s=1.0) == pytest.approx(offset_s, abs=0.010)
+    # folded onto one beat (0.5 s) the same delay is seen modulo a beat
+    assert find_offset(a, b, sr, period_s=0.5) == pytest.approx(offset_s, abs=0.010)

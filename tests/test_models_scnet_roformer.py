@@ -30,6 +30,16 @@ SMALL_FILES = sorted(PARITY.glob("*.small.pt"))
 CKPT_FILES = sorted(PARITY.glob("*.small.ckpt"))
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _single_thread():
+    """The parity models are tiny: with several threads their many small ops spend more time in
+    thread hand-offs than in arithmetic (several times slower on a shared machine)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def _blob(path: Path) -> dict:
     return torch.load(path, map_location="cpu", weights_only=True)
 

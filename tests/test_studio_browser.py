@@ -94,6 +94,18 @@ def test_separate_mix_export_in_browser(studio_url, page, tmp_path, example_song
     assert "built in" in page.locator("#model-select option[value='center']").inner_text()
     _shot(page, "01-start.png")
 
+    # a text file dressed up as an mp3, dropped on the drop zone, is refused with the reason
+    dropped = page.evaluate_handle(
+        "text => { const dt = new DataTransfer();"
+        " dt.items.add(new File([text], 'song.mp3', {type: 'audio/mpeg'})); return dt; }",
+        "not audio at all\n" * 20)
+    page.dispatch_event("#drop-zone", "drop", {"dataTransfer": dropped})
+    assert page.inner_text("#picked").startswith("Ready: song.mp3")
+    page.click("#separate-btn")
+    page.wait_for_selector("#upload-error:not([hidden])")
+    assert "not a readable audio or video file" in page.inner_text("#upload-error")
+    assert page.locator("#job-list li.job").count() == 0
+
     # pick the song, keep the built-in model, separate
     page.set_input_files("#file-input", str(example_song))
     page.select_option("#model-select", "center")

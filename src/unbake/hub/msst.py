@@ -48,8 +48,10 @@ def read_yaml(path: str | os.PathLike) -> dict[str, Any]:
     try:
         data = yaml.load(text, Loader=_MSSTLoader)  # noqa: S506 - safe loader subclass
     except yaml.constructor.ConstructorError as exc:
-        raise ConfigError(f"{path}: config uses a YAML tag that is not allowed (only "
-                          f"!!python/tuple is): {exc.problem} {exc.problem_mark or ''}".strip()) from exc
+        mark = exc.problem_mark
+        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
+        raise ConfigError(f"{path}{where}: config uses a YAML tag that is not allowed (only "
+                          f"!!python/tuple is): {exc.problem}") from exc
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
     if not isinstance(data, dict):

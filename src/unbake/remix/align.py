@@ -19,18 +19,61 @@ from .analysis import ANALYSIS_RATE_HZ, librosa_module, to_mono_analysis_rate
 ALIGN_HOP = 64
 
 
-def find_offset(a: np.ndarray, b: np.ndarray, sample_rate: int, *, max_offset_s: float | None = None) -> float:
+def find_offset(a: np.ndarray, b: np.ndarray, sample_rate: int, *, max_offset_s: float | None = None,
+                period_s: float | None = None) -> float:
     """Seconds by which ``b`` must be delayed to line up with ``a``.
 
     ``a`` and ``b`` are ``(c, t)`` (or mono ``(t,)``) at ``sample_rate``; a positive result
     means ``b`` should start that much later (``a(t) ~ b(t - offset)``), a negative one that
-    ``b``'s first ``-offset`` seconds should be dropped. ``max_offset_s`` limits the search to
-    ``[-max_offset_s, max_offset_s]``: the beat grid repeats every beat, so aligning beats only
-    needs half a beat either way and a wider search can lock onto a bar-level coincidence.
+    ``b``'s first ``-offset`` seconds should be dropped.
+
+    Without ``period_s`` the onset envelopes are cross-correlated as they are (FFT, every lag
+    where at least a quarter of the shorter envelope overlaps; ``max_offset_s`` limits the
+    search to ``[-max_offset_s, max_offset_s]``): right for two takes of the same music.
+
+    With ``period_s`` (a beat, or a bar, of music that already shares one tempo) each envelope
+    is first folded onto one period (the mean onset strength at each phase of the grid) and the
+    two folded profiles are cross-correlated circularly; the answer lies in
+    ``[-period_s / 2, period_s / 2)``. Averaging over every beat makes this far steadier for two
+    *different* songs, whose individual beats have little in common but whose grids do; it
+    assumes the tempo holds steady over the audio.
     """
     ea = band_envelopes(a, sample_rate)
     eb = band_envelopes(b, sample_rate)
-    return offset_from_envelopes(ea, eb, ANALYSIS_RATE_HZ / ALIGN_HOP, max_offset_s=max_offset_s)
+    fps = ANALYSIS_RATE_HZ / ALIGN_HOP
+    if period_s is not None:
+        if not period_s > 0:
+            raise ValueError(f"period_s must be positive, got {period_s}")
+        return offset_on_grid(ea, eb, fps, period_s)
+    return offset_from_envelopes(ea, eb, fps, max_offset_s=max_offset_s)
+
+
+def fold(env: np.ndarray, frames_per_s: float, period_s: float, bins: int) -> np.ndarray:
+    """Mean of ``env (bands, n)`` at each of ``bins`` phases of a ``period_s`` grid: ``(bands, bins)``."""
+    phase = (np.arange(env.shape[1]) / frames_per_s % period_s) / period_s
+    idx = np.minimum((phase * bins).astype(int), bins - 1)
+    counts = np.maximum(np.bincount(idx, minlength=bins), 1)
+    return np.stack([np.bincount(idx, weights=band, minlength=bins) / counts for band in env])
+
+
+def offset_on_grid(ea: np.ndarray, eb: np.ndarray, frames_per_s: float, period_s: float) -> float:
+    """Circular cross-correlation of folded envelopes (see :func:`find_offset`), in seconds."""
+    bins = max(16, int(round(period_s * frames_per_s)))  # about one envelope frame per bin
+    pa, pb = fold(np.atleast_2d(ea), frames_per_s, period_s, bins), fold(np.atleast_2d(eb), frames_per_s, period_s, bins)
+    score = np.zeros(bins)
+    for band_a, band_b in zip(pa, pb):
+        sa, sb = band_a.std(), band_b.std()
+        if sa == 0 or sb == 0:
+            continue
+        fa = np.fft.rfft((band_a - band_a.mean()) / sa)
+        fb = np.fft.rfft((band_b - band_b.mean()) / sb)
+        score += np.fft.irfft(fa * np.conj(fb), n=bins)
+    k = int(np.argmax(score))
+    y0, y1, y2 = score[(k - 1) % bins], score[k], score[(k + 1) % bins]
+    den = y0 - 2 * y1 + y2
+    frac = float(np.clip(0.5 * (y0 - y2) / den, -0.5, 0.5)) if den < 0 else 0.0
+    lag = (k + frac + bins / 2) % bins - bins / 2  # into [-bins/2, bins/2)
+    return float(lag * period_s / bins)
 
 
 # mel-band edges of the three onset bands (of 128 mel bands up to 11 kHz)

@@ -16,7 +16,7 @@ Project file (relative paths resolve against the project file's folder)::
         preserve_formants: true     # keep a voice's timbre when shifting
         start: 0                    # timeline time where the track (or its first section) starts
         offset: 0.12                # seconds added to every position (manual alignment) ...
-        align: beats                # ... or computed: beats (within +-1/2 beat) | bars (+-2 beats)
+        align: beats                # ... or computed: beats (moves < 1/2 beat) | bars (< 2 beats)
         sections:                   # optional: parts of the song instead of all of it
           - {from: "0:30", to: "0:45"}          # SOURCE times: the song before stretching
           - {from: 60, to: 75, at: "0:20"}      # `at`: TIMELINE time (default: after the previous)
@@ -35,8 +35,11 @@ runs at the reference song's sample rate (the first song's without a reference),
 
 Analysis (:mod:`.analysis`) of a song runs on its full mix for the tempo and on the mix without
 ``drums`` for the key, only when something needs it (``auto``, a numeric ``to_bpm`` or
-``align``). ``align`` cross-correlates the onsets of the track's whole song, stretched and
-placed like the track, with the sum of the tracks that do not align (what the track has to fit).
+``align``). ``align`` lines up beat grids: the onsets of the track's whole song, stretched and
+placed like the track, and of the sum of the tracks that do not align (what the track has to
+fit) are folded onto one beat (``beats``) or one 4/4 bar (``bars``) at the track's stretched
+tempo and cross-correlated (:func:`unbake.remix.align.find_offset` with ``period_s``), so the
+track moves by less than half a beat (half a bar).
 """
 
 from __future__ import annotations
@@ -460,7 +463,17 @@ class Mashup:
         return out
 
     def render(self, *, mastering: bool = True) -> np.ndarray:
-        """The mash-up ``(2, t)`` float32 at :attr:`sample_rate`."""
+        """The mash-up ``(2, t)`` float32 at :attr:`sample_rate`. Problems found only with the
+        audio at hand (a stem a song lacks, a section past its end) are :class:`ConfigError`
+        naming the key, like the file's own errors."""
+        try:
+            return self._render(mastering)
+        except ConfigError as exc:
+            if self.project.path is not None:
+                raise ConfigError(f"{self.project.path}: {exc}") from None
+            raise
+
+    def _render(self, mastering: bool) -> np.ndarray:
         sr = self.sample_rate
         self.notes = []
         self.placements = []
@@ -531,9 +544,8 @@ class Mashup:
         if not (bpm > 0 and math.isfinite(bpm)):
             raise ConfigError(f"{join(track.where, 'align')}: no tempo found in song {track.song!r}")
         beat_s = 60.0 / bpm
-        max_offset_s = beat_s / 2 if track.align == "beats" else 2 * beat_s
         try:
-            offset_s = find_offset(bed, guide, sr, max_offset_s=max_offset_s)
+            offset_s = find_offset(bed, guide, sr, period_s=beat_s if track.align == "beats" else 4 * beat_s)
         except AudioError as exc:
             raise ConfigError(f"{join(track.where, 'align')}: {exc}") from None
         return int(round(offset_s * sr))

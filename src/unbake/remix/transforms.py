@@ -194,8 +194,9 @@ def match(a: Analysis | tuple[float, Key], b: Analysis | tuple[float, Key], *,
         tempo_text = {"same": f"tempo already matches ({bpm_b:.1f} BPM)",
                       "double": f"no stretch: {nb}'s {bpm_b:.1f} BPM is double {na}'s {bpm_a:.1f}",
                       "half": f"no stretch: {nb}'s {bpm_b:.1f} BPM is half {na}'s {bpm_a:.1f} (half-time)"}[relation]
+    plural = "s" if abs(semitones) != 1 else ""
     move = ("no shift" if semitones == 0 else
-            f"shift {nb} {'up' if semitones > 0 else 'down'} {abs(semitones)} semitone{'s' if abs(semitones) != 1 else ''}")
+            f"shift {nb} {'up' if semitones > 0 else 'down'} {abs(semitones)} semitone{plural}")
     if key_relation == "same key":
         key_text = f"{move}: {key_b.name} -> {target_key.name}"
     elif key_relation == "relative":

@@ -66,7 +66,13 @@ def create_app(data_dir: str | os.PathLike, *, max_upload_mb: float = DEFAULT_MA
         return JobFiles(root / "jobs" / job_id)
 
     def work(job, report):
-        return pipeline.run_separation(job, files_of(job.id), report)
+        files = files_of(job.id)
+        try:
+            return pipeline.run_separation(job, files, report)
+        except UnbakeError as exc:
+            # the job's error is shown in the page: name the song, not the server's files
+            text = _public_message(str(exc).replace(str(files.input), job.name), root)
+            raise exc.__class__(text) from exc
 
     def on_cancelled(job_id: str) -> None:
         stems = files_of(job_id).stems_dir

@@ -532,21 +532,29 @@ class Mixer {
     document.body.dataset.audioReady = "1";
   }
 
+  // the span that repeats while Loop is on: the marked region, or the whole song
+  loopRange() {
+    if (!this.loop) return null;
+    return this.region || [0, this.duration];
+  }
+
   position() {
     if (!this.playing) return this.offset;
     let t = this.offset + (this.ctx.currentTime - this.startedAt);
-    if (this.loop && this.region) {
-      const [a, b] = this.region;
+    const range = this.loopRange();
+    if (range) {
+      const [a, b] = range;
       if (t >= b) t = a + ((t - a) % (b - a));
     }
-    return Math.min(t, this.duration);
+    return Math.min(Math.max(t, 0), this.duration);
   }
 
   play() {
     if (!this.ctx || this.playing) return;
     this.ctx.resume();
     let from = this.offset >= this.duration - 0.01 ? 0 : this.offset;
-    if (this.loop && this.region && (from < this.region[0] || from >= this.region[1])) from = this.region[0];
+    const range = this.loopRange();
+    if (range && (from < range[0] || from >= range[1])) from = range[0];
     const ctx = this.ctx;
     const when = ctx.currentTime + 0.05;
     const mixBus = ctx.createGain();
@@ -557,10 +565,10 @@ class Mixer {
     const start = (buffer, dest) => {
       const src = ctx.createBufferSource();
       src.buffer = buffer;
-      if (this.loop && this.region) {
+      if (range) {
         src.loop = true;
-        src.loopStart = this.region[0];
-        src.loopEnd = this.region[1];
+        src.loopStart = range[0];
+        src.loopEnd = range[1];
       }
       src.connect(dest);
       src.start(when, from);
@@ -584,7 +592,7 @@ class Mixer {
       nodes.tracks[s] = { left, right, fader };
     }
     const first = start(this.buffers.original, origBus);
-    first.onended = () => { if (this.nodes === nodes && !(this.loop && this.region)) this.stop(true); };
+    first.onended = () => { if (this.nodes === nodes) this.stop(true); };
     this.nodes = nodes;
     this.applyGains();
     this.offset = from;
