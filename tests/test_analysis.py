@@ -310,3 +310,11 @@ def test_find_offset_on_a_beat_grid(offset_s):
     assert find_offset(a, b, sr, period_s=1.0) == pytest.approx(offset_s, abs=0.010)
     # folded onto one beat (0.5 s) the same delay is seen modulo a beat
     assert find_offset(a, b, sr, period_s=0.5) == pytest.approx(offset_s, abs=0.010)
+
+
+def test_a_drone_has_no_tempo_and_cannot_be_matched():
+    t = np.arange(3 * SR) / SR
+    result = analyze((0.3 * np.sin(2 * np.pi * 440 * t)).astype(np.float32), SR)
+    assert np.isnan(result.bpm) and result.to_dict()["bpm"] is None
+    with pytest.raises(TransformError, match="B has no steady beat"):
+        match((120.0, parse_key("C major")), result)

@@ -128,7 +128,8 @@ def _print_analysis(path: Path, stem, a) -> None:
     title = str(path) + (f" (stem {stem})" if stem else "")
     beats = " ".join(f"{b:.2f}" for b in a.beats_s[:16]) + (" ..." if len(a.beats_s) > 16 else "")
     out.print(title, highlight=False)
-    out.print(f"  tempo     {a.bpm:.1f} BPM ({len(a.beats_s)} beats)\n"
+    tempo = f"{a.bpm:.1f} BPM ({len(a.beats_s)} beats)" if a.bpm == a.bpm else "no beat found"
+    out.print(f"  tempo     {tempo}\n"
               f"  key       {a.key.name} (confidence {a.key_confidence:.2f})\n"
               f"  duration  {a.duration_s:.2f} s\n"
               f"  beats     {beats}", highlight=False, soft_wrap=True)

@@ -44,6 +44,7 @@ ONSET_HOP = 256  # 11.6 ms frames: fine enough for beat times, cheap enough for 
 CHROMA_HOP = 2048
 # one half of the tracked beats this many times stronger than the other: tracked at double time
 ACCENT_RATIO = 3.0
+MIN_BEATS = 3
 
 PITCH_NAMES = ("C", "C#", "D", "Eb", "E", "F", "F#", "G", "Ab", "A", "Bb", "B")
 _NAME_TO_PC = {n: i for i, n in enumerate(PITCH_NAMES)}
@@ -116,7 +117,7 @@ class Analysis:
     def to_dict(self) -> dict:
         top = sorted(self.key_scores.items(), key=lambda kv: -kv[1])[:3]
         return {
-            "bpm": round(self.bpm, 2),
+            "bpm": round(self.bpm, 2) if np.isfinite(self.bpm) else None,  # None: no beat found
             "beats": [round(b, 4) for b in self.beats_s],
             "key": self.key.name,
             "key_confidence": round(self.key_confidence, 3),
@@ -164,7 +165,8 @@ def estimate_tempo(mono: np.ndarray, *, prior_bpm: float = 120.0,
                    bpm_range: tuple[float, float] = (60.0, 200.0)) -> tuple[float, np.ndarray]:
     """Tempo and beats of mono audio at :data:`ANALYSIS_RATE_HZ`: ``(bpm, beat times (n,) s)``.
 
-    See the module docstring for the method and the octave-error guard.
+    See the module docstring for the method and the octave-error guard. ``bpm`` is NaN when
+    fewer than :data:`MIN_BEATS` beats are found (silence, a drone).
     """
     librosa = librosa_module()
 
@@ -186,6 +188,8 @@ def estimate_tempo(mono: np.ndarray, *, prior_bpm: float = 120.0,
             coarse /= 2
             frames = _track(env, coarse)
     beats = np.array([(f + _peak_offset(env, f)) / fps for f in frames])
+    if len(beats) < MIN_BEATS:
+        return float("nan"), beats  # no steady beat: a tempo from one or two onsets means nothing
     bpm = coarse
     if len(beats) >= 4:
         # least-squares period through the beat times; beats the tracker skipped or doubled

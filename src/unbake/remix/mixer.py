@@ -46,6 +46,9 @@ def pan_gains(pan):
     centre = p == 0.0
     left = np.where(centre, SQRT_HALF, left)
     right = np.where(centre, SQRT_HALF, right)
+    # cos(pi/2) is 6e-17, not 0: a hard-panned source must leave the far side silent
+    left = np.where(p == 1.0, 0.0, left)
+    right = np.where(p == -1.0, 0.0, right)
     if left.ndim == 0:
         return float(left), float(right)
     return left, right

@@ -164,8 +164,9 @@ def match(a: Analysis | tuple[float, Key], b: Analysis | tuple[float, Key], *,
     """
     bpm_a, key_a = (a.bpm, a.key) if isinstance(a, Analysis) else a
     bpm_b, key_b = (b.bpm, b.key) if isinstance(b, Analysis) else b
-    if not (bpm_a > 0 and bpm_b > 0):
-        raise TransformError(f"cannot match tempi {bpm_a} and {bpm_b} BPM")
+    for name, bpm in zip(names, (bpm_a, bpm_b)):
+        if not (bpm > 0 and math.isfinite(bpm)):
+            raise TransformError(f"cannot match tempi: {name} has no steady beat (tempo {bpm})")
     candidates = [("same", bpm_a)]
     if allow_half_double:
         candidates += [("double", 2 * bpm_a), ("half", bpm_a / 2)]
