@@ -218,6 +218,24 @@ def test_bss_eval_is_consistent_with_csdr_and_stem_order():
     _dumps(joint)
 
 
+def test_bss_eval_handles_mono_stems_stored_as_stereo(caplog):
+    # Identical channels make the normal equations singular; the fit must still
+    # be deterministic (independent of stem order) and warning-free.
+    rate = 2000
+    refs, ests = _synthetic_stems(rate, 3.0, seed=25)
+    refs[0, 1] = refs[0, 0]
+    refs[1, 1] = 0.5 * refs[1, 0]
+    with caplog.at_level(logging.WARNING, logger="unbake.metrics.bsseval"):
+        forward = bss_eval(refs, ests, rate, filter_taps=64)
+        backward = bss_eval(refs[::-1], ests[::-1], rate, filter_taps=64)
+    assert caplog.text == ""
+    for key in ("SDR", "ISR", "SIR", "SAR"):
+        for i in range(2):
+            value = forward["stems"][str(i)][key]
+            assert value is not None and math.isfinite(value)
+            assert backward["stems"][str(1 - i)][key] == pytest.approx(value, abs=1e-6)
+
+
 def test_bss_eval_silent_stem_gives_none_not_an_error(caplog):
     rate = 1000
     refs, ests = _synthetic_stems(rate, 2.0, seed=30)
@@ -246,6 +264,13 @@ def test_evaluate_stems_oracle_and_degraded():
         assert degraded[name]["SIR"] > 0.0
     _dumps(oracle)
     _dumps(degraded)
+    # A silent estimate is scored by uSDR alone and leaves the other stem's BSSEval intact.
+    silent_bass = dict(zip(names, ests, strict=True), bass=np.zeros_like(ests[1]))
+    partial = evaluate_stems(dict(zip(names, refs, strict=True)), silent_bass, rate)
+    assert partial["bass"]["SDR"] is None and partial["bass"]["SIR"] is None
+    assert partial["bass"]["uSDR"] == pytest.approx(0.0, abs=1e-6)
+    assert partial["drums"]["SDR"] == pytest.approx(degraded["drums"]["SDR"], abs=1e-9)
+    _dumps(partial)
 
 
 def _fixture_tracks():
@@ -282,10 +307,11 @@ def test_bss_eval_matches_museval_fixture_on_real_music(track):
 def _oracle_set(rate: int = 8000, seconds: float = 2.0):
     n = int(rate * seconds)
     t = np.arange(n) / rate
+    band_pass = scipy.signal.butter(4, [500, 2000], "bandpass", fs=rate, output="sos")
     stems = {
         "low": np.stack([np.sin(2 * np.pi * 100 * t), 0.8 * np.sin(2 * np.pi * 100 * t + 0.3)]),
         "noise": 0.3 * _noise(50, (2, n), pole=-0.3),
-        "mid": scipy.signal.sosfilt(scipy.signal.butter(4, [500, 2000], "bandpass", fs=rate, output="sos"), _noise(51, (2, n))),
+        "mid": scipy.signal.sosfilt(band_pass, _noise(51, (2, n))),
     }
     mixture = sum(stems.values())
     return mixture, stems

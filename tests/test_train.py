@@ -177,7 +177,7 @@ def test_tiny_run_reduces_the_loss(tmp_path):
 
 
 def test_resume_in_process_is_exact(tmp_path):
-    cfg = config_from_dict(tiny_config(tmp_path))
+    cfg = config_from_dict(tiny_config(tmp_path, run__valid_every_steps=0))
     straight = Trainer(cfg, tmp_path / "a")
     straight.fit()
     first = Trainer(cfg, tmp_path / "b")
@@ -207,7 +207,7 @@ def _cli_env() -> dict:
 def test_resume_after_kill_is_bit_exact(tmp_path):
     import yaml
 
-    steps = 8
+    steps = 6
     raw = tiny_config(tmp_path, optim__steps=steps, run__valid_every_steps=0)
     cfg_path = tmp_path / "cfg.yaml"
     cfg_path.write_text(yaml.safe_dump(raw))

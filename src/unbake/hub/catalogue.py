@@ -44,6 +44,7 @@ class ModelEntry:
     config_file: str | None = None
     target: str | None = None
     package_file: str | None = None
+    segment_s: float | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -65,7 +66,7 @@ class EnsembleEntry:
 
 _MODEL_KEYS = {
     "architecture", "format", "sources", "samplerate", "licence", "description", "files",
-    "config", "config_file", "target", "package_file",
+    "config", "config_file", "target", "package_file", "segment_s",
 }
 _ENSEMBLE_KEYS = {"models", "sources", "weights", "method", "segment_s", "description", "licence"}
 
@@ -89,6 +90,7 @@ def _model(name: str, raw: dict[str, Any]) -> ModelEntry:
         config_file=raw.get("config_file"),
         target=raw.get("target"),
         package_file=raw.get("package_file"),
+        segment_s=float(raw["segment_s"]) if raw.get("segment_s") else None,
         extra=extra,
     )
 

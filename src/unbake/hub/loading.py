@@ -56,6 +56,13 @@ def _guess_format(path: Path) -> str:
 
 
 def _build_entry(entry: ModelEntry, pretrained: bool, model_file: Path | None):
+    model = _build_entry_weights(entry, pretrained, model_file)
+    if entry.segment_s:  # the catalogue's chunk length (e.g. the official Demucs bag settings)
+        model.segment_samples = int(entry.segment_s * model.samplerate)
+    return model
+
+
+def _build_entry_weights(entry: ModelEntry, pretrained: bool, model_file: Path | None):
     if entry.format == "builtin" or not pretrained:
         if entry.format != "builtin" and not entry.config and entry.config_file:
             from .msst import read_config  # configs shipped as YAML next to the catalogue

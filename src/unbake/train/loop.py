@@ -434,3 +434,14 @@ def run_training(cfg: TrainConfig, out_dir: str | os.PathLike | None = None, *, 
         return trainer.fit(max_steps)
     finally:
         ddp.shutdown(info)
+
+
+def export_weights(model_path: str | os.PathLike, dest: str | os.PathLike, *, half: bool = True) -> Path:
+    """Re-save an unbake checkpoint (e.g. a run's ``best_model.pt``) for shipping: same
+    architecture, config and metadata, floating-point weights in float16 when ``half``."""
+    from ..hub.checkpoint import load_checkpoint, read_blob, save_checkpoint
+
+    blob = read_blob(model_path)
+    model = load_checkpoint(model_path)
+    return save_checkpoint(model, dest, architecture=blob["architecture"], config=blob["config"],
+                           meta=blob.get("meta", {}), half=half)

@@ -1,0 +1,98 @@
+"""Speed and validation quality of unbake's shipped four-stem model.
+
+    PYTHONPATH=src python benchmarks/bench_default_model.py [--model unbake_small] [--seconds 60]
+        [--threads N] [--data /work/shared/data/musdb18-7s/train] [--valid-every 9] [--valid-count 10]
+
+Speed: times ``unbake.separate`` on a ``--seconds`` long stereo input (the validation mixtures
+played one after the other, repeated) and prints how many times faster than real time it ran.
+Quality: per-stem uSDR on the held-out validation tracks (the fixed rule of
+``unbake.data.datasets.split_tracks``), the mixture-as-estimate floor and the ``center``
+baseline's vocals. Run by hand; never part of the test suite.
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+DEFAULT_DATA = "/work/shared/data/musdb18-7s/train"
+
+
+def valid_tracks(data: Path, every: int, count: int, samplerate: int, sources: tuple[str, ...], cache_dir: Path):
+    from unbake.data.cache import AudioCache
+    from unbake.data.datasets import find_tracks, load_tracks, split_tracks
+
+    _, valid = split_tracks(find_tracks(data), every, count)
+    return load_tracks(valid, sources, samplerate, AudioCache(cache_dir))
+
+
+def speed(model, mix: np.ndarray, samplerate: int) -> float:
+    import unbake
+
+    unbake.separate(mix[:, : 2 * samplerate], model, sample_rate=samplerate)  # warm-up
+    start = time.perf_counter()
+    stems = unbake.separate(mix, model, sample_rate=samplerate)
+    elapsed = time.perf_counter() - start
+    assert set(stems.names) >= set(model.sources) if hasattr(stems, "names") else True
+    return mix.shape[-1] / samplerate / elapsed
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--model", default="unbake_small", help="catalogue name or checkpoint path")
+    ap.add_argument("--seconds", type=float, default=60.0)
+    ap.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    ap.add_argument("--data", default=DEFAULT_DATA)
+    ap.add_argument("--valid-every", type=int, default=9)
+    ap.add_argument("--valid-count", type=int, default=10)
+    args = ap.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+
+    from unbake import load_model
+    from unbake.engine import apply_model
+    from unbake.metrics.sdr import usdr
+    from unbake.train.loop import evaluate
+
+    model = load_model(args.model).eval()
+    sr = model.samplerate
+    params = sum(p.numel() for p in model.parameters())
+    print(f"model {args.model}: {type(model).__name__}, {params / 1e6:.2f} M parameters, "
+          f"stems {', '.join(model.sources)}; torch threads {torch.get_num_threads()}")
+
+    with tempfile.TemporaryDirectory(prefix="unbake-bench-") as tmp:
+        data = Path(args.data)
+        tracks = valid_tracks(data, args.valid_every, args.valid_count, sr, tuple(model.sources), Path(tmp)) \
+            if data.is_dir() else []
+        n = int(args.seconds * sr)
+        if tracks:
+            music = np.concatenate([t.mix() for t in tracks], axis=1)
+            mix = np.tile(music, (1, -(-n // music.shape[1])))[:, :n].astype(np.float32)
+        else:
+            mix = (0.1 * np.random.default_rng(0).standard_normal((2, n))).astype(np.float32)
+        x_rt = speed(model, mix, sr)
+        print(f"speed: {x_rt:.1f}x real time ({args.seconds:.0f} s stereo input through unbake.separate)")
+        if not tracks:
+            print(f"no validation data at {data}; quality not measured")
+            return
+        res = evaluate(model, tracks, tuple(model.sources))
+        center = load_model("center")
+        vi = list(center.sources).index("vocals")
+        center_vocals = float(np.mean([
+            usdr(np.asarray(t.stems[list(model.sources).index("vocals")]), apply_model(center, t.mix())[vi])
+            for t in tracks]))
+    print(f"validation: {len(tracks)} tracks ({', '.join(t.name for t in tracks)})")
+    print(f"{'stem':8s} {'uSDR dB':>8s} {'floor dB':>9s} {'gain dB':>8s}")
+    for s in model.sources:
+        print(f"{s:8s} {res['stems'][s]:8.2f} {res['floor'][s]:9.2f} {res['stems'][s] - res['floor'][s]:8.2f}")
+    print(f"{'mean':8s} {res['mean']:8.2f} {res['floor_mean']:9.2f} {res['mean'] - res['floor_mean']:8.2f}")
+    print(f"center baseline vocals uSDR: {center_vocals:.2f} dB")
+
+
+if __name__ == "__main__":
+    main()
