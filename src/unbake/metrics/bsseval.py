@@ -342,13 +342,24 @@ def _distortion_filters(
     cross = _lagged_correlations(x, e, taps)  # (p, m, l)
     inner = r_pos[..., 0]
 
+    # Absolute row sums of every Toeplitz block, for the 1-norm of the Gram matrix
+    # without another pass over it.
+    block_abs_sums = np.lib.stride_tricks.sliding_window_view(np.abs(r_rev), taps, axis=-1).sum(axis=-1)
+
     def solve(rows: list[int], cols: list[int]) -> np.ndarray:
-        gram = np.transpose(toeplitz[np.ix_(rows, rows)], (0, 2, 1, 3))
-        gram = gram.reshape(len(rows) * taps, len(rows) * taps)
+        size = len(rows) * taps
+        gram = np.empty((len(rows), taps, len(rows), taps))
+        for i, p in enumerate(rows):
+            for k, q in enumerate(rows):
+                gram[i, :, k, :] = toeplitz[p, q]
+        gram = gram.reshape(size, size)
         # museval regularises with float64 epsilon on the diagonal; keep it for parity.
-        gram[np.diag_indices_from(gram)] += np.finfo(np.float64).eps
-        rhs = np.transpose(cross[np.ix_(rows, cols)], (0, 2, 1)).reshape(len(rows) * taps, len(cols))
-        return _solve(gram, rhs).reshape(len(rows), taps, len(cols))
+        eps = np.finfo(np.float64).eps
+        gram[np.diag_indices_from(gram)] += eps
+        # The matrix is symmetric, so its 1-norm is its largest absolute row sum.
+        norm_1 = float(block_abs_sums[np.ix_(rows, rows)].sum(axis=1).max()) + eps
+        rhs = np.transpose(cross[np.ix_(rows, cols)], (0, 2, 1)).reshape(size, len(cols))
+        return _solve(gram, rhs, norm_1).reshape(len(rows), taps, len(cols))
 
     distinct = _distinct_rows(inner, range(n_sig))
     filters = np.zeros((n_sig, taps, n_sig))
@@ -377,7 +388,7 @@ def _distinct_rows(inner: np.ndarray, candidates: range) -> list[int]:
     return keep
 
 
-def _solve(matrix: np.ndarray, rhs: np.ndarray) -> np.ndarray:
+def _solve(matrix: np.ndarray, rhs: np.ndarray, norm_1: float) -> np.ndarray:
     """Solve the normal equations by LU, as museval does.
 
     Logs a warning when the reciprocal condition number is so small that the
@@ -385,6 +396,7 @@ def _solve(matrix: np.ndarray, rhs: np.ndarray) -> np.ndarray:
     linear dependencies between references can make the matrix singular; then
     the smallest ridge, growing tenfold from 1e-15 of the mean diagonal, that
     makes it solvable is added: the answer approaches the exact projection.
+    norm_1: the 1-norm of ``matrix``, for the condition estimate.
     """
     ridge = 0.0
     scale = float(np.mean(np.diag(matrix))) or 1.0
@@ -397,7 +409,7 @@ def _solve(matrix: np.ndarray, rhs: np.ndarray) -> np.ndarray:
         if np.all(np.diag(lu) != 0.0):
             break
         ridge = 1e-15 * scale if ridge == 0.0 else ridge * 10.0
-    rcond = scipy.linalg.lapack.dgecon(lu, np.linalg.norm(regularised, 1), norm="1")[0]
+    rcond = scipy.linalg.lapack.dgecon(lu, norm_1 + ridge, norm="1")[0]
     if rcond < _RCOND_WARNING:
         log.warning(
             "BSSEval: distortion filters are ill-conditioned (rcond %.1e); ISR/SIR/SAR may depend on "
