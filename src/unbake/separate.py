@@ -348,13 +348,7 @@ def separate(source, model: Any = None, *, sample_rate: int | None = None,
         a :class:`StemSet` at the input's sample rate and channel count (mono stays mono).
         The input is never modified.
     """
-    weights = options.pop("weights", None)
-    method = options.pop("ensemble_method", "average")
-    model_file = options.pop("model_file", None)
-    config = options.pop("config", None)
-    opts = SeparateOptions(**options, weights=weights, ensemble_method=method)
-    opts.check()
-    mdl = resolve_model(model, weights=weights, method=method, model_file=model_file, config=config)
+    mdl, opts = _model_and_options(model, options)
     with tempfile.TemporaryDirectory(prefix="unbake-") as tmp:
         track = _open_track(source, sample_rate, Path(tmp), opts)
         parts: dict[str, list[np.ndarray]] = {}
@@ -366,6 +360,22 @@ def separate(source, model: Any = None, *, sample_rate: int | None = None,
             _close(track)
     stems = {k: np.concatenate(v, axis=1) for k, v in parts.items()}
     return StemSet(stems, track.sample_rate, _provenance(source, mdl, opts))
+
+
+def _model_and_options(model, options: dict) -> tuple[Any, SeparateOptions]:
+    """Split the keyword options into model-loading ones and :class:`SeparateOptions`."""
+    options = dict(options)
+    weights = options.pop("weights", None)
+    method = options.pop("ensemble_method", "average")
+    model_file = options.pop("model_file", None)
+    config = options.pop("config", None)
+    try:
+        opts = SeparateOptions(**options, weights=weights, ensemble_method=method)
+    except TypeError as exc:
+        raise UnbakeError(f"unknown separation option: {exc}") from exc
+    opts.check()
+    mdl = resolve_model(model, weights=weights, method=method, model_file=model_file, config=config)
+    return mdl, opts
 
 
 def _open_track(source, sample_rate, workdir: Path, opts: SeparateOptions) -> _Track:
@@ -422,14 +432,7 @@ def separate_file(path: str | os.PathLike, outdir: str | os.PathLike = "separate
     """
     if format not in OUTPUT_FORMATS:
         raise OutputError(f"--format must be one of {', '.join(OUTPUT_FORMATS)}, not {format!r}")
-    weights = options.pop("weights", None)
-    method = options.pop("ensemble_method", "average")
-    model_file = options.pop("model_file", None)
-    config = options.pop("config", None)
-    opts = SeparateOptions(**options, weights=weights, ensemble_method=method)
-    opts.check()
-    mdl = model if not isinstance(model, (str, os.PathLike, list, tuple, type(None))) else \
-        resolve_model(model, weights=weights, method=method, model_file=model_file, config=config)
+    mdl, opts = _model_and_options(model, options)
     path = Path(path)
     names = output_stems(mdl, opts.two_stems)
     mname = _model_name(mdl)

@@ -63,6 +63,8 @@ class RunSection:
     checkpoint_every_steps: int = 0
     # keep a copy of the training state at every validation (for picking checkpoints later)
     keep_validated: bool = False
+    # also log to TensorBoard (run folder ``tb/``) when the tensorboard package is installed
+    tensorboard: bool = True
 
 
 @dataclass(frozen=True)

@@ -176,6 +176,18 @@ class CsvLog:
             csv.DictWriter(fh, self.fields).writerow({k: row.get(k, "") for k in self.fields})
 
 
+def _tensorboard(out: Path):
+    """A TensorBoard writer under ``out/tb`` when the optional ``tensorboard`` package is
+    installed, else ``None`` (the CSV logs are the record either way)."""
+    import importlib.util
+
+    if importlib.util.find_spec("tensorboard") is None:
+        return None
+    from torch.utils.tensorboard import SummaryWriter
+
+    return SummaryWriter(str(out / "tb"))
+
+
 # ------------------------------------------------------------------ validation
 
 
@@ -355,12 +367,14 @@ class Trainer:
         run = self.cfg.run
         main = self.dist.is_main
         sources = list(self.cfg.data.sources)
+        tb = None
         if main:
             self.out.mkdir(parents=True, exist_ok=True)
             tlog = CsvLog(self.out / TRAIN_LOG, ["step", "time_s", "lr", "loss", "l1_wave", "mrstft",
                                                  "grad_norm", "s_per_step"], self.step)
             vlog = CsvLog(self.out / VALID_LOG, ["step", "mean", *sources, "floor_mean",
                                                  *[f"floor_{s}" for s in sources]], self.step)
+        tb = _tensorboard(self.out) if main and run.tensorboard else None
         old_handler = None
         if main and hasattr(signal, "SIGTERM"):
             try:
@@ -380,6 +394,9 @@ class Trainer:
                 if main and (self.step % run.log_every == 0 or self.step == end):
                     avg = {k: float(np.mean([w[k] for w in window if k in w])) for k in window[-1]}
                     tlog.write({"step": self.step, "time_s": round(time.monotonic() - t0, 2), **avg})
+                    if tb is not None:
+                        for k, v in avg.items():
+                            tb.add_scalar(f"train/{k}", v, self.step)
                     log.info("step %d loss %.5f lr %.2e %.2fs/step", self.step, avg["loss"], avg["lr"], avg["s_per_step"])
                     window = []
                 validated = False
@@ -390,6 +407,10 @@ class Trainer:
                         vlog.write({"step": self.step, "mean": res["mean"], **res["stems"],
                                     "floor_mean": res["floor_mean"],
                                     **{f"floor_{s}": v for s, v in res["floor"].items()}})
+                        if tb is not None:
+                            tb.add_scalar("valid/mean_usdr_db", res["mean"], self.step)
+                            for s, v in res["stems"].items():
+                                tb.add_scalar(f"valid/usdr_db/{s}", v, self.step)
                         log.info("valid step %d mean uSDR %.2f dB %s", self.step, res["mean"],
                                  " ".join(f"{s}={v:.2f}" for s, v in res["stems"].items()))
                         if self.best is None or res["mean"] > self.best["mean"]:
@@ -406,6 +427,8 @@ class Trainer:
         finally:
             if old_handler is not None:
                 signal.signal(signal.SIGTERM, old_handler)
+            if tb is not None:
+                tb.close()
         if main:
             self._plot()
         return {"step": self.step, "last": last, "best": self.best}
