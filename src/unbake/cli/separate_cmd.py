@@ -138,10 +138,16 @@ def models(
         return
     from rich.table import Table
 
-    table = Table("name", "architecture", "stems", "available", "licence", "description")
+    wide = out.width >= 140
+    table = Table(box=None, pad_edge=False)
+    for col in ("name", "architecture", "stems", "available", "licence") + (("description",) if wide else ()):
+        table.add_column(col, no_wrap=col in ("name", "available"), overflow="fold")
     for r in rows:
-        table.add_row(r["name"], r["kind"], ", ".join(r["sources"]), r["available"], r["licence"], r["description"])
+        cells = [r["name"], r["kind"], ", ".join(r["sources"]), r["available"], r["licence"]]
+        table.add_row(*cells, *([r["description"]] if wide else []))
     out.print(table)
+    if not wide:
+        out.print("(`unbake models --json` or a wider terminal shows descriptions)", highlight=False)
 
 
 def _available(cat, e) -> str:
