@@ -57,6 +57,7 @@ def _guess_format(path: Path) -> str:
 
 def _build_entry(entry: ModelEntry, pretrained: bool, model_file: Path | None):
     model = _build_entry_weights(entry, pretrained, model_file)
+    _tag(model, entry.name, entry.architecture, str(model_file) if model_file else "catalogue")
     if entry.segment_s:  # the catalogue's chunk length (e.g. the official Demucs bag settings)
         model.segment_samples = int(entry.segment_s * model.samplerate)
     return model
@@ -128,11 +129,21 @@ def load_model(source: Any, pretrained: bool = True, *, config: str | os.PathLik
         return _load_folder(path)
     if path.is_file():
         fmt = _guess_format(path)
-        return _reader(fmt)(path, entry=None, config=Path(config) if config else None).eval()
+        model = _reader(fmt)(path, entry=None, config=Path(config) if config else None).eval()
+        return _tag(model, path.stem, fmt, str(path))
     if path.suffix or os.sep in text:
         raise ModelError(f"{text}: no such checkpoint file")
     cat.get(text)  # raises UnknownModelError with suggestions
     raise UnknownModelError(text)  # pragma: no cover
+
+
+def _tag(model, name: str, architecture: str, source: str):
+    """Attach provenance (the name users gave) without touching the weights."""
+    from ..models.base import ModelInfo
+
+    if getattr(model, "info", None) is None:
+        model.info = ModelInfo(name=name, architecture=architecture, source=source)
+    return model
 
 
 def _load_folder(folder: Path):
