@@ -106,3 +106,17 @@ def test_example_song_end_to_end(tmp_path, example_song):
         audio, sr = read_audio(p)
         assert sr == 44100 and audio.shape[0] == 2 and np.abs(audio).max() > 0.01
     assert next(iter(out.values())).parent.name == "The Easton Ellises - Falcon 69"
+
+
+def test_default_is_best_available_model(monkeypatch):
+    from unbake.hub import catalogue as cat_mod
+
+    cat = cat_mod.load_catalogue()
+    assert cat.default_order[-1] == "center"
+    assert unbake.separate.__module__ == "unbake.separate"
+    from unbake.separate import default_model
+
+    assert default_model() in cat.default_order  # nothing cached in tests: the built-in fallback
+    assert cat.available_offline("center")
+    monkeypatch.setattr(cat_mod.Catalogue, "available_offline", lambda self, name: name == "htdemucs")
+    assert default_model() == "htdemucs"

@@ -25,7 +25,7 @@ from .stems import StemSet
 
 log = logging.getLogger(__name__)
 
-DEFAULT_MODEL = "center"
+DEFAULT_MODEL = "center"  # the last resort; see default_model()
 OTHER_METHODS = ("add", "minus")
 DEFAULT_FILENAME = "{track}/{stem}.{ext}"
 ProgressFn = Callable[[float], None]
@@ -66,6 +66,14 @@ class SeparateOptions:
 # ------------------------------------------------------------------------------ models
 
 
+def default_model() -> str:
+    """The model used when none is named: the best one that runs without a download
+    (catalogue ``default_order``)."""
+    from .hub.catalogue import load_catalogue
+
+    return load_catalogue().default()
+
+
 def resolve_model(model: Any = None, *, weights: Sequence[float] | None = None,
                   method: str = "average", model_file: str | None = None, config: str | None = None):
     """A name, path, model object, or a list of them (an ensemble) -> a model or Ensemble."""
@@ -73,7 +81,7 @@ def resolve_model(model: Any = None, *, weights: Sequence[float] | None = None,
     from .hub.loading import load_model
 
     if model is None:
-        model = DEFAULT_MODEL
+        model = default_model()
     if isinstance(model, (list, tuple)):
         if len(model) == 1:
             return resolve_model(model[0], weights=weights, method=method, model_file=model_file, config=config)

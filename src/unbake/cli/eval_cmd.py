@@ -51,9 +51,9 @@ def evaluate(
 ) -> None:
     """Separate every track of a dataset and score each stem (SDR family); resumable."""
     from ..metrics.dataset import evaluate_dataset
-    from ..separate import DEFAULT_MODEL
+    from ..separate import default_model
 
-    model = list(name) if name and len(name) > 1 else (name[0] if name else DEFAULT_MODEL)
+    model = list(name) if name and len(name) > 1 else (name[0] if name else default_model())
     with make_progress() as progress:
         task = progress.add_task("evaluating", total=None)
 

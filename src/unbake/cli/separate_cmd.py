@@ -85,15 +85,15 @@ def separate(
 
 
 def _load(names, model_file, config, weights, method):
-    from ..separate import DEFAULT_MODEL, resolve_model
+    from ..separate import default_model, resolve_model
 
-    chosen = list(names) if names else [DEFAULT_MODEL]
+    chosen = list(names) if names else [default_model()]
     model = resolve_model(chosen if len(chosen) > 1 else chosen[0], weights=weights, method=method,
                           model_file=str(model_file) if model_file else None,
                           config=str(config) if config else None)
     if not names:
-        console.print(f"model: {DEFAULT_MODEL} (the default; pick another with -n, see `unbake models`)",
-                      highlight=False)
+        console.print(f"model: {chosen[0]} (the best model available without a download; "
+                      "pick another with -n, see `unbake models`)", highlight=False)
     return model
 
 
@@ -151,16 +151,10 @@ def models(
 
 
 def _available(cat, e) -> str:
-    from ..hub.catalogue import EnsembleEntry
-
-    entries = [cat.models[m] for m in e.models] if isinstance(e, EnsembleEntry) else [e]
-    if all(not x.files for x in entries):
+    entries = cat.members(e.name)
+    if all(not x.files or x.package_file for x in entries):
         return "built in"
-    try:
-        from ..hub.download import is_cached
-    except ImportError:
-        return "not cached"
-    return "cached" if all(is_cached(x) for x in entries) else "download"
+    return "cached" if cat.available_offline(e.name) else "download"
 
 
 @app.command()

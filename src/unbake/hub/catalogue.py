@@ -117,12 +117,33 @@ def _ensemble(name: str, raw: dict[str, Any]) -> EnsembleEntry:
 class Catalogue:
     models: dict[str, ModelEntry]
     ensembles: dict[str, EnsembleEntry]
+    default_order: tuple[str, ...] = ("center",)
 
     def names(self) -> list[str]:
         return list(self.models) + list(self.ensembles)
 
     def __contains__(self, name: object) -> bool:
         return name in self.models or name in self.ensembles
+
+    def members(self, name: str) -> list[ModelEntry]:
+        entry = self.get(name)
+        return [self.models[m] for m in entry.models] if isinstance(entry, EnsembleEntry) else [entry]
+
+    def available_offline(self, name: str) -> bool:
+        """Built in, shipped inside the package, or every file already in the cache."""
+        entries = self.members(name)
+        if all(not e.files or e.package_file for e in entries):
+            return True
+        from .download import is_cached
+
+        return all(e.package_file or not e.files or is_cached(e) for e in entries)
+
+    def default(self) -> str:
+        """The first model of ``default_order`` that runs without a download."""
+        for name in self.default_order:
+            if self.available_offline(name):
+                return name
+        return "center"
 
     def get(self, name: str) -> ModelEntry | EnsembleEntry:
         if name in self.models:
@@ -145,7 +166,11 @@ def parse_catalogue(text: str) -> Catalogue:
         for m in e.models:
             if m not in models:
                 raise ConfigError(f"ensemble {e.name!r} names unknown model {m!r}")
-    return Catalogue(models, ensembles)
+    order = tuple(raw.get("default_order", ["center"]))
+    for name in order:
+        if name not in models and name not in ensembles:
+            raise ConfigError(f"default_order names unknown model {name!r}")
+    return Catalogue(models, ensembles, order)
 
 
 @lru_cache(maxsize=4)

@@ -99,9 +99,9 @@ def separate_cached(song: str | os.PathLike, model: str | None = None, *, progre
     read back from :func:`separation_cache_dir`. Cache entries appear atomically (written to a
     temporary folder, then renamed), so an interrupted separation leaves nothing behind.
     ``progress`` (called with the fraction done) is only called when separating."""
-    from ..separate import DEFAULT_MODEL, separate
+    from ..separate import default_model, separate
 
-    model = model or DEFAULT_MODEL
+    model = model or default_model()
     song = Path(song)
     if not song.is_file():
         raise AudioError(f"{song}: no such file")
@@ -535,10 +535,10 @@ def init_project(source: Source, stems: StemSet | None = None, *, output: str = 
     if source.stems is not None:
         lines.append(f"stems: {_yaml_str(str(source.stems.resolve()))}   # a folder of stems")
     else:
-        from ..separate import DEFAULT_MODEL
+        from ..separate import default_model
 
         lines.append(f"song: {_yaml_str(str(source.song.resolve()))}   # separated once, then cached")
-        lines.append(f"model: {_yaml_str(source.model or DEFAULT_MODEL)}   # separation model (`unbake models`)")
+        lines.append(f"model: {_yaml_str(source.model or default_model())}   # separation model (`unbake models`)")
     lines += ["tracks:   # one entry per stem; every value below is neutral"]
     for name in stems.names:
         lines += [

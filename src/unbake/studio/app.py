@@ -181,10 +181,12 @@ def create_app(data_dir: str | os.PathLike, *, max_upload_mb: float = DEFAULT_MA
         return [j.to_dict() for j in store.list()]
 
     @app.post("/api/jobs", status_code=201)
-    async def create_job(request: Request, model: str = "center", name: str = "upload") -> dict:
-        """The body is the file itself (``curl --data-binary @song.mp3``), not a form."""
+    async def create_job(request: Request, model: str | None = None, name: str = "upload") -> dict:
+        """The body is the file itself (``curl --data-binary @song.mp3``), not a form. Without
+        ``model``, the best model available without a download is used."""
         from ..hub.catalogue import load_catalogue
 
+        model = model or load_catalogue().default()
         if model not in load_catalogue():
             raise HTTPException(400, f"unknown model {model!r}; see /api/models")
         ctype = request.headers.get("content-type", "")
