@@ -1,7 +1,7 @@
 """Speed and validation quality of unbake's shipped four-stem model.
 
     PYTHONPATH=src python benchmarks/bench_default_model.py [--model unbake_small] [--seconds 60]
-        [--threads N] [--data /work/shared/data/musdb18-7s/train] [--valid-every 9] [--valid-count 10]
+        [--threads N] [--data ../shared/data/musdb18-7s/train] [--valid-every 9] [--valid-count 10]
 
 Speed: times ``unbake.separate`` on a ``--seconds`` long stereo input (the validation mixtures
 played one after the other, repeated) and prints how many times faster than real time it ran.
@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-DEFAULT_DATA = "/work/shared/data/musdb18-7s/train"
+DEFAULT_DATA = str(Path(__file__).resolve().parents[2] / "shared" / "data" / "musdb18-7s" / "train")
 
 
 def valid_tracks(data: Path, every: int, count: int, samplerate: int, sources: tuple[str, ...], cache_dir: Path):

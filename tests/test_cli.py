@@ -27,10 +27,13 @@ def test_help_does_not_import_torch():
 
 
 def test_separate_default_layout(tmp_path, wav_file):
+    from unbake.separate import default_model
+
     res = run("separate", wav_file, "-o", tmp_path / "out")
     assert res.exit_code == 0, res.output
-    assert "center" in res.output  # the default is announced, never silent
-    assert files_under(tmp_path / "out") == ["song/accompaniment.wav", "song/vocals.wav"]
+    assert f"model: {default_model()}" in res.output  # the default is announced, never silent
+    assert default_model() == "unbake_small"  # ships inside the package: four stems, no download
+    assert files_under(tmp_path / "out") == [f"song/{s}.wav" for s in ("bass", "drums", "other", "vocals")]
 
 
 def test_formats_template_and_two_stems(tmp_path, wav_file):
@@ -90,7 +93,7 @@ def test_each_bad_input_one_line_no_traceback_no_output(tmp_path, mix):
 def test_one_bad_file_does_not_stop_the_others(tmp_path, wav_file):
     bad = tmp_path / "bad.flac"
     bad.write_bytes(b"\x00" * 1000)
-    res = run("separate", bad, wav_file, "-o", tmp_path / "o")
+    res = run("separate", bad, wav_file, "-o", tmp_path / "o", "-n", "center")
     assert res.exit_code == 1
     assert "1 separated, 1 failed" in res.output
     assert files_under(tmp_path / "o") == ["song/accompaniment.wav", "song/vocals.wav"]

@@ -47,7 +47,7 @@ def test_check_oracle_vs_trivial(mix):
 
 
 def test_check_cli_json(tmp_path, wav_file):
-    runner.invoke(app, ["separate", str(wav_file), "-o", str(tmp_path), "--format", "flac"])
+    runner.invoke(app, ["separate", str(wav_file), "-o", str(tmp_path), "--format", "flac", "-n", "center"])
     res = runner.invoke(app, ["check", str(tmp_path / "song"), "--mixture", str(wav_file), "--json"])
     assert res.exit_code == 0, res.output
     report = json.loads(res.output)

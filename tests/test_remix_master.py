@@ -93,7 +93,7 @@ def test_real_song_example_file(example_song, tmp_path, monkeypatch):
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     from unbake.remix import separate_cached
 
-    stems = separate_cached(example_song)  # the default model (center)
+    stems = separate_cached(example_song, "center")
     assert stems.names == ["vocals", "accompaniment"]
     remix = Remix(stems).gain("vocals", 3).pan("accompaniment", -0.2)
     remix.compressor("accompaniment", threshold_db=-20, ratio=2.5)

@@ -171,7 +171,7 @@ def test_song_is_separated_once_then_cached(tmp_path, wav_file, monkeypatch):
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     project = write_project(wav_file.parent, """\
         song: song.wav
-        tracks: {vocals: {gain_db: 2}, accompaniment: {pan: -0.2}}
+        tracks: {vocals: {gain_db: 2}, bass: {pan: -0.2}}
         output: {path: r1.wav}
     """)
     first = Remix.from_project(project).render()
@@ -190,7 +190,7 @@ def test_song_is_separated_once_then_cached(tmp_path, wav_file, monkeypatch):
     res = run("remix", wav_file, "--gain", "vocals=1", "-o", tmp_path / "q.wav")
     assert res.exit_code == 0, res.output
     res = run("remix", "--init", wav_file)
-    assert res.exit_code == 0 and "vocals:" in res.stdout and "accompaniment:" in res.stdout
+    assert res.exit_code == 0 and "vocals:" in res.stdout and "bass:" in res.stdout
 
 
 def test_api_values_are_validated(tmp_path, stems_dir):

@@ -13,7 +13,7 @@ def usdr(ref, est):
 
 
 def test_array_in_stemset_out(mix):
-    stems = unbake.separate(mix, sample_rate=44100)
+    stems = unbake.separate(mix, sample_rate=44100, model="center")
     assert stems.names == ["vocals", "accompaniment"]
     assert stems.sample_rate == 44100 and stems["vocals"].shape == mix.shape
     assert np.abs(stems.mixture() - mix).max() < 1e-5
@@ -36,12 +36,12 @@ def test_mono_stays_mono_and_other_rates(mix):
 
 
 def test_two_stems_add_and_minus(mix):
-    add = unbake.separate(mix, sample_rate=44100, two_stems="vocals")
-    minus = unbake.separate(mix, sample_rate=44100, two_stems="vocals", other_method="minus")
+    add = unbake.separate(mix, sample_rate=44100, two_stems="vocals", model="center")
+    minus = unbake.separate(mix, sample_rate=44100, two_stems="vocals", other_method="minus", model="center")
     assert add.names == ["vocals", "no_vocals"] == minus.names
     assert np.allclose(minus["no_vocals"], mix - minus["vocals"], atol=1e-6)
     with pytest.raises(UnbakeError, match="no such stem"):
-        unbake.separate(mix, sample_rate=44100, two_stems="drums")
+        unbake.separate(mix, sample_rate=44100, two_stems="drums", model="center")
 
 
 def test_multichannel_refused_or_downmixed(mix):
@@ -72,7 +72,7 @@ def test_stemset_save_load(tmp_path, mix):
 
 def test_separate_file_streams_to_files(tmp_path, wav_file):
     out = unbake.separate_file(wav_file, tmp_path / "sep", format="wav", bit_depth="32f")
-    assert set(out) == {"vocals", "accompaniment"}
+    assert set(out) == {"drums", "bass", "other", "vocals"}  # the shipped default
     mix, _ = read_audio(wav_file)
     total = sum(read_audio(p)[0] for p in out.values())
     assert np.abs(total - mix).max() < 1e-5
@@ -94,7 +94,7 @@ def test_center_beats_mixture_on_real_music():
     for f in files:
         stems, sr = read_stems(f)
         mix = stems["drums"] + stems["bass"] + stems["other"] + stems["vocals"]
-        est = unbake.separate(mix, sample_rate=sr)
+        est = unbake.separate(mix, sample_rate=sr, model="center")
         gains.append(usdr(stems["vocals"], est["vocals"]) - usdr(stems["vocals"], mix))
         assert np.abs(est.mixture() - mix).max() < 1e-4
     assert np.mean(gains) > 3.0  # dB above the mixture-as-estimate floor
@@ -120,3 +120,22 @@ def test_default_is_best_available_model(monkeypatch):
     assert cat.available_offline("center")
     monkeypatch.setattr(cat_mod.Catalogue, "available_offline", lambda self, name: name == "htdemucs")
     assert default_model() == "htdemucs"
+
+
+# held out from the shipped model's training (weights/MODEL_CARD.md lists them)
+HELD_OUT = ("A Classic Education - NightOwl", "Alexander Ross - Velvet Curtain", "Chris Durban - Celebrate")
+
+
+@pytest.mark.skipif(not MUSDB_PREVIEWS.is_dir(), reason="shared MUSDB previews not present")
+def test_shipped_model_separates_four_stems_on_held_out_music():
+    gains = {s: [] for s in ("drums", "bass", "other", "vocals")}
+    for name in HELD_OUT:
+        stems, sr = read_stems(MUSDB_PREVIEWS / f"{name}.stem.mp4")
+        mix = stems["drums"] + stems["bass"] + stems["other"] + stems["vocals"]
+        est = unbake.separate(mix, sample_rate=sr, model="unbake_small")
+        assert est.names == list(gains)
+        assert np.abs(est.mixture() - mix).max() < 1e-3  # masks sum to one
+        for s in gains:
+            gains[s].append(usdr(stems[s], est[s]) - usdr(stems[s], mix))
+    means = {s: float(np.mean(v)) for s, v in gains.items()}
+    assert all(m > 4.0 for m in means.values()), means  # dB above the mixture-as-estimate floor

@@ -166,7 +166,7 @@ def parse_catalogue(text: str) -> Catalogue:
         for m in e.models:
             if m not in models:
                 raise ConfigError(f"ensemble {e.name!r} names unknown model {m!r}")
-    order = tuple(raw.get("default_order", ["center"]))
+    order = tuple(raw.get("default_order", [n for n in ("center",) if n in models]))
     for name in order:
         if name not in models and name not in ensembles:
             raise ConfigError(f"default_order names unknown model {name!r}")
