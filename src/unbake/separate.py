@@ -20,7 +20,7 @@ import numpy as np
 
 from .audio import dsp
 from .audio.io import BLOCK_FRAMES, OUTPUT_FORMATS, AudioWriter, check_writable, iter_blocks
-from .errors import AudioError, ModelError, OutputError, OutputExistsError, UnbakeError
+from .errors import AudioError, ModelError, OutputError, UnbakeError
 from .stems import StemSet
 
 log = logging.getLogger(__name__)
@@ -106,10 +106,6 @@ def _members(model) -> tuple[list, list[list[float]], tuple[str, ...], str, list
     if isinstance(model, Ensemble):
         return model.members, model.weights, model.sources, model.method, model.segment_s
     return [model], [[1.0] * len(model.sources)], tuple(model.sources), "average", [None]
-
-
-def _target_of(model) -> str | None:
-    return getattr(model, "target_instrument", None) if len(model.sources) == 1 else None
 
 
 def complement_name(stem: str) -> str:
@@ -299,7 +295,6 @@ def _final_blocks(model, track: _Track, options: SeparateOptions,
     for i, (m, seg) in enumerate(zip(members, segs)):
         results.append(_run_member(m, track, options, seg, prog.member(i), f"m{i}"))
     names = output_stems(model, options.two_stems)
-    target = _target_of(members[0]) if len(members) == 1 else None
     consistency = None
     if options.enforce_consistency:
         from .metrics.consistency import enforce_consistency as consistency
@@ -332,7 +327,6 @@ def _final_blocks(model, track: _Track, options: SeparateOptions,
                 fixed = consistency(mix, np.stack([stems[n] for n in names]))
                 stems = {n: np.asarray(fixed[i], np.float32) for i, n in enumerate(names)}
         yield {n: stems[n] for n in names}
-    del target
 
 
 # ------------------------------------------------------------------------------ public API
@@ -483,6 +477,4 @@ def separate_file(path: str | os.PathLike, outdir: str | os.PathLike = "separate
                 raise
         finally:
             _close(track)
-    if opts.clip == "none":
-        pass
     return targets

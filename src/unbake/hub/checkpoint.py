@@ -31,16 +31,23 @@ def save_checkpoint(model: torch.nn.Module, path: str | os.PathLike, *, architec
         "state_dict": state,
         "meta": dict(meta or {}),
     }
+    atomic_torch_save(blob, path)
+    return path
+
+
+def atomic_torch_save(obj: Any, path: str | os.PathLike) -> None:
+    """``torch.save`` to a temporary name in the target folder, then rename: a process killed
+    at any moment leaves either the old file or the new one, never half of one."""
+    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
     os.close(fd)
     try:
-        torch.save(blob, tmp)
+        torch.save(obj, tmp)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-    return path
 
 
 def read_blob(path: str | os.PathLike) -> dict[str, Any]:

@@ -16,7 +16,6 @@ import math
 import os
 import random
 import signal
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -24,6 +23,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..hub.checkpoint import atomic_torch_save
 from ..data.cache import AudioCache
 from ..data.datasets import (ExcerptSampler, Track, find_tracks, load_tracks, split_tracks,
                              track_name)
@@ -82,18 +82,6 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
-
-
-def atomic_torch_save(obj: Any, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
-    os.close(fd)
-    try:
-        torch.save(obj, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def read_state(path: str | os.PathLike) -> dict[str, Any]:
