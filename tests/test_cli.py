@@ -79,7 +79,8 @@ def _bad_inputs(tmp_path, mix):
 
 
 def test_each_bad_input_one_line_no_traceback_no_output(tmp_path, mix):
-    bad = _bad_inputs(tmp_path / "in", mix) if (tmp_path / "in").mkdir() is None else None
+    (tmp_path / "in").mkdir()
+    bad = _bad_inputs(tmp_path / "in", mix)
     for kind, path in bad.items():
         out = tmp_path / f"out_{kind}"
         res = run("separate", path, "-o", out)

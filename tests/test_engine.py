@@ -114,8 +114,6 @@ def test_contract_violations_are_typed_errors():
 
 
 def test_segment_capped_by_model_limit():
-    m = Identity(segment=1000)
-    m.max_segment_samples = 1000
     seen = []
 
     class Spy(Identity):

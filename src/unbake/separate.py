@@ -25,7 +25,6 @@ from .stems import StemSet
 
 log = logging.getLogger(__name__)
 
-DEFAULT_MODEL = "center"  # the last resort; see default_model()
 OTHER_METHODS = ("add", "minus")
 DEFAULT_FILENAME = "{track}/{stem}.{ext}"
 ProgressFn = Callable[[float], None]
@@ -46,8 +45,6 @@ class SeparateOptions:
     downmix: bool = False
     enforce_consistency: bool = False
     clip: str = "rescale"
-    weights: Sequence[float] | None = None
-    ensemble_method: str = "average"
     stream: int = 0
 
     def check(self) -> None:
@@ -128,13 +125,6 @@ def output_stems(model, two_stems: str | None) -> list[str]:
 
 
 @dataclass
-class _Prepared:
-    source: Any
-    mean: float
-    std: float
-
-
-@dataclass
 class _Track:
     """The input as a raw float32 file at its own rate and channel count."""
 
@@ -145,12 +135,12 @@ class _Track:
     raw: Any  # RawFileSource
     workdir: Path
     prepared: dict = field(default_factory=dict)
+    statistics: dict = field(default_factory=dict)
     opened: list = field(default_factory=list)
 
-    def prepare(self, rate: int, channels: int) -> _Prepared:
-        """The track at a model's rate and channel count (cached per pair), with the mono
-        mean and standard deviation that track-normalised models need."""
-        from .engine import RawFileWriter, track_statistics
+    def prepare(self, rate: int, channels: int):
+        """The track at a model's rate and channel count (a source, cached per pair)."""
+        from .engine import RawFileWriter
 
         key = (rate, channels)
         if key not in self.prepared:
@@ -167,9 +157,19 @@ class _Track:
                     writer.close()
                 src = writer.source()
                 self.opened.append(src)
-            mean, std = track_statistics(_iter_source(src))
-            self.prepared[key] = _Prepared(src, mean, std)
+            self.prepared[key] = src
         return self.prepared[key]
+
+    def normalization(self, rate: int, channels: int) -> tuple[float, float]:
+        """``(mean, scale)`` of the prepared track's mono mix, for track-normalised models;
+        an extra pass over the file, so only computed when a model asks for it."""
+        from .engine import track_statistics
+
+        key = (rate, channels)
+        if key not in self.statistics:
+            mean, std = track_statistics(_iter_source(self.prepare(rate, channels)))
+            self.statistics[key] = (mean, std + 1e-8)
+        return self.statistics[key]
 
     def blocks(self, size: int = BLOCK_FRAMES) -> Iterator[np.ndarray]:
         return _iter_source(self.raw, size)
@@ -226,7 +226,6 @@ class _Progress:
     def __init__(self, callback: ProgressFn | None, n_models: int) -> None:
         self.callback = callback
         self.n = n_models
-        self.i = 0
 
     def member(self, i: int) -> Callable[[int, int], None] | None:
         if self.callback is None:
@@ -243,10 +242,11 @@ def _run_member(model, track: _Track, options: SeparateOptions, segment_s: float
     """Separate the track with one model; stems at the track's rate and channels, as raw files."""
     from .engine import RawFileWriter, iter_separate
 
-    prep = track.prepare(model.samplerate, model.audio_channels)
+    source = track.prepare(model.samplerate, model.audio_channels)
     seg_s = options.segment_s if options.segment_s is not None else segment_s
     seg = int(round(seg_s * model.samplerate)) if seg_s else None
-    normalize = (prep.mean, prep.std + 1e-8) if getattr(model, "track_normalize", False) else None
+    normalize = (track.normalization(model.samplerate, model.audio_channels)
+                 if getattr(model, "track_normalize", False) else None)
     writers = {s: RawFileWriter(track.workdir / f"{tag}_{i}.f32", track.channels) for i, s in enumerate(model.sources)}
     resamplers = {s: dsp.StreamResampler(model.samplerate, track.sample_rate, model.audio_channels) for s in model.sources}
 
@@ -258,7 +258,7 @@ def _run_member(model, track: _Track, options: SeparateOptions, segment_s: float
         w.write(out[:, :max(room, 0)])
 
     try:
-        for block in iter_separate(model, prep.source, segment_samples=seg, overlap=options.overlap,
+        for block in iter_separate(model, source, segment_samples=seg, overlap=options.overlap,
                                    shifts=options.shifts, seed=options.seed, batch_size=options.batch_size,
                                    device=options.device, progress=progress, normalize=normalize):
             for k, stem in enumerate(model.sources):
@@ -372,7 +372,7 @@ def _model_and_options(model, options: dict) -> tuple[Any, SeparateOptions]:
     model_file = options.pop("model_file", None)
     config = options.pop("config", None)
     try:
-        opts = SeparateOptions(**options, weights=weights, ensemble_method=method)
+        opts = SeparateOptions(**options)
     except TypeError as exc:
         raise UnbakeError(f"unknown separation option: {exc}") from exc
     opts.check()
@@ -408,7 +408,7 @@ def _provenance(source, model, opts: SeparateOptions) -> dict:
         "input": os.fspath(source) if isinstance(source, (str, os.PathLike)) else "array",
         "model": _model_name(model),
         "unbake_version": __version__,
-        "options": {k: v for k, v in opts.__dict__.items() if v is not None and k != "weights"},
+        "options": {k: v for k, v in opts.__dict__.items() if v is not None},
     }
 
 

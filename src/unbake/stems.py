@@ -6,7 +6,7 @@ import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator, Mapping
+from typing import Iterator
 
 import numpy as np
 
@@ -148,6 +148,3 @@ def write_json_atomic(path: Path, data) -> None:
         tmp.unlink(missing_ok=True)
         raise OutputError(f"{path}: cannot write ({exc.strerror or exc})") from exc
 
-
-def stems_from_mapping(stems: Mapping[str, np.ndarray], sample_rate: int) -> StemSet:
-    return StemSet(dict(stems), sample_rate)

@@ -10,6 +10,7 @@ import numpy as np
 import torch
 
 from ..errors import ModelError, UnbakeError
+from ..models.base import check_output
 from .overlap_add import OverlapAdd, plan_chunks, shift_offsets
 from .sources import ArraySource, NormalizedSource
 
@@ -85,13 +86,10 @@ def iter_separate(model, source, *, segment_samples: int | None = None, overlap:
         for i in range(0, len(chunks), max(1, batch_size)):
             batch = chunks[i:i + max(1, batch_size)]
             x = np.stack([src.read(c.window_start, c.window_start + c.window_length) for c in batch])
+            xt = torch.from_numpy(x).to(dev)
             with torch.inference_mode():
-                y = model(torch.from_numpy(x).to(dev))
-            if tuple(y.shape) != (len(batch), n_stems, source.channels, seg):
-                raise ModelError(
-                    f"model returned shape {tuple(y.shape)}; expected "
-                    f"{(len(batch), n_stems, source.channels, seg)} (batch, stems, channels, time)"
-                )
+                y = model(xt)
+            check_output(model, xt, y)
             y = y.detach().to("cpu", torch.float32).numpy()
             for c, out in zip(batch, y):
                 ola.add(c, out)

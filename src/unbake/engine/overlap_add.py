@@ -107,7 +107,6 @@ class OverlapAdd:
         self.weight = triangular_window(segment, power)
         self.grids = [_Grid((n_stems, channels), -d) for d in delays]
         self.emitted = 0
-        self._closed: list[int] = [-d for d in delays]  # per grid: everything before is final
 
     def add(self, chunk: Chunk, out: np.ndarray) -> None:
         trim = chunk.start - chunk.window_start

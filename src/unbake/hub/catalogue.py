@@ -47,10 +47,6 @@ class ModelEntry:
     segment_s: float | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
-    @property
-    def needs_download(self) -> bool:
-        return bool(self.files)
-
 
 @dataclass(frozen=True)
 class EnsembleEntry:

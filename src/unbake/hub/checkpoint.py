@@ -50,14 +50,19 @@ def atomic_torch_save(obj: Any, path: str | os.PathLike) -> None:
         raise
 
 
-def read_blob(path: str | os.PathLike) -> dict[str, Any]:
+def read_tagged(path: str | os.PathLike, fmt: str, what: str) -> dict[str, Any]:
+    """A ``torch.save``d dict whose ``format`` key is ``fmt``, read with ``weights_only=True``."""
     try:
         blob = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises many kinds for corrupt files
-        raise CheckpointError(f"{path}: not a readable checkpoint ({exc.__class__.__name__}: {exc})") from exc
-    if not isinstance(blob, dict) or blob.get("format") != FORMAT:
-        raise CheckpointError(f"{path}: not an unbake checkpoint (format {FORMAT!r} expected)")
+        raise CheckpointError(f"{path}: not a readable {what} ({exc.__class__.__name__}: {exc})") from exc
+    if not isinstance(blob, dict) or blob.get("format") != fmt:
+        raise CheckpointError(f"{path}: not an unbake {what} (format {fmt!r} expected)")
     return blob
+
+
+def read_blob(path: str | os.PathLike) -> dict[str, Any]:
+    return read_tagged(path, FORMAT, "checkpoint")
 
 
 def load_state_strict(model: torch.nn.Module, state: dict[str, torch.Tensor], where: str) -> None:

@@ -68,7 +68,7 @@ def find_tracks(dataset: str | os.PathLike) -> list[Track]:
     return tracks
 
 
-def reference_for(stem: str, refs: dict[str, np.ndarray], mixture: np.ndarray) -> np.ndarray | None:
+def reference_for(stem: str, refs: dict[str, np.ndarray]) -> np.ndarray | None:
     """The reference an estimated stem is scored against: the stem itself, or for the
     complement stems (``accompaniment``, ``instrumental``, ``no_X``) everything but X."""
     if stem in refs:
@@ -115,7 +115,7 @@ def evaluate_dataset(dataset, model, outdir, *, mixture_from_stems: bool = False
             reused += 1
         scored_refs, scored_ests = {}, {}
         for stem, est in estimates.items():
-            ref = reference_for(stem, refs, mixture)
+            ref = reference_for(stem, refs)
             if ref is not None:
                 n = min(ref.shape[1], est.shape[1])
                 scored_refs[stem], scored_ests[stem] = ref[:, :n], est[:, :n]

@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..hub.checkpoint import atomic_torch_save
+from ..hub.checkpoint import atomic_torch_save, read_tagged
 from ..data.cache import AudioCache
 from ..data.datasets import (ExcerptSampler, Track, find_tracks, load_tracks, split_tracks,
                              track_name)
@@ -85,13 +85,7 @@ def seed_everything(seed: int) -> None:
 
 
 def read_state(path: str | os.PathLike) -> dict[str, Any]:
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch raises many kinds for corrupt files
-        raise CheckpointError(f"{path}: not a readable training state ({exc.__class__.__name__}: {exc})") from exc
-    if not isinstance(state, dict) or state.get("format") != STATE_FORMAT:
-        raise CheckpointError(f"{path}: not an unbake training state (format {STATE_FORMAT!r} expected)")
-    return state
+    return read_tagged(path, STATE_FORMAT, "training state")
 
 
 # ------------------------------------------------------------------ model construction
