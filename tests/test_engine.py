@@ -1,3 +1,7 @@
+import os
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 import torch
@@ -125,3 +129,12 @@ def test_segment_capped_by_model_limit():
 
     apply_model(Spy(segment=1000), np.zeros((2, 5000), np.float32), segment_samples=4000)
     assert set(seen) == {1000}
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc mallopt")
+@pytest.mark.parametrize("env,expected", [("1", "True"), ("0", "False")])
+def test_allocator_setting_follows_environment(env, expected):
+    code = "from unbake.engine.allocator import keep_freed_memory as k; print(k(), k())"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         env={**os.environ, "UNBAKE_KEEP_FREED_MEMORY": env}).stdout.split()
+    assert out == [expected, expected]

@@ -154,3 +154,31 @@ def test_htdemucs_refuses_input_longer_than_segment_and_keeps_short_length():
             model(torch.randn(1, 2, 4411))
         with pytest.raises(ModelError):
             model(torch.randn(1, 1, 1000))  # wrong channel count
+
+
+@pytest.mark.parametrize("cin,cout,kernel,stride,batch,bias", [
+    (6, 4, 8, 4, 1, True), (5, 3, 8, 4, 2, False), (4, 2, 6, 2, 1, True), (3, 2, 4, 4, 2, True),
+])
+def test_strided_transposed_conv_matches_torch(cin, cout, kernel, stride, batch, bias):
+    from unbake.models._demucs_blocks import conv_transpose_strided
+
+    torch.manual_seed(0)
+    conv = torch.nn.ConvTranspose2d(cin, cout, (kernel, 1), (stride, 1), bias=bias)
+    x = torch.randn(batch, cin, 13, 7)
+    with torch.no_grad():
+        expected = conv(x)
+        got = conv_transpose_strided(conv, x)
+    assert got.shape == expected.shape
+    assert torch.allclose(got, expected, atol=1e-5, rtol=1e-5)
+
+
+def test_strided_transposed_conv_falls_back_for_other_layouts():
+    from unbake.models._demucs_blocks import conv_transpose_strided
+
+    torch.manual_seed(0)
+    odd = torch.nn.ConvTranspose2d(3, 2, (5, 1), (2, 1))  # kernel not a multiple of the stride
+    one_d = torch.nn.ConvTranspose1d(3, 2, 8, 4)
+    x2, x1 = torch.randn(1, 3, 9, 4), torch.randn(1, 3, 9)
+    with torch.no_grad():
+        assert torch.equal(conv_transpose_strided(odd, x2), odd(x2))
+        assert torch.equal(conv_transpose_strided(one_d, x1), one_d(x1))

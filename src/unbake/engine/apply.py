@@ -11,6 +11,7 @@ import torch
 
 from ..errors import ModelError, UnbakeError
 from ..models.base import check_output
+from .allocator import keep_freed_memory
 from .overlap_add import OverlapAdd, plan_chunks, shift_offsets
 from .sources import ArraySource, NormalizedSource
 
@@ -70,6 +71,7 @@ def iter_separate(model, source, *, segment_samples: int | None = None, overlap:
     if source.channels != model.audio_channels:
         raise ModelError(f"model expects {model.audio_channels} channel(s), input has {source.channels}")
     dev = resolve_device(device)
+    keep_freed_memory()
     seg = segment_for(model, segment_samples)
     delays = shift_offsets(shifts, int(0.5 * model.samplerate), seed)
     chunks = plan_chunks(source.length, seg, overlap, delays)
