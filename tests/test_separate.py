@@ -164,3 +164,30 @@ def test_track_normalised_models_see_a_standardised_track(mix):
     round_trip = resample(resample(loud, 44100, 22050), 22050, 44100)  # what the rate change keeps
     inner = slice(2000, -2000)
     assert np.allclose(stems["all"][:, inner], round_trip[:, inner], atol=1e-3)
+
+
+@pytest.mark.skipif(not MUSDB_PREVIEWS.is_dir(), reason="shared MUSDB previews not present")
+def test_shipped_model_meets_its_targets_on_all_validation_tracks():
+    """The default model's targets on the 10 held-out previews: mean uSDR >= 3 dB, every stem
+    6 dB above its mixture-as-estimate floor, vocals above the ``center`` baseline."""
+    from unbake.data.datasets import find_tracks, split_tracks
+
+    _, valid = split_tracks(find_tracks(MUSDB_PREVIEWS), 9, 10)
+    assert len(valid) == 10
+    names = ("drums", "bass", "other", "vocals")
+    scores = {s: [] for s in names}
+    floors = {s: [] for s in names}
+    center_vocals = []
+    for path in valid:
+        stems, sr = read_stems(path)
+        mix = sum(stems[s] for s in names)
+        est = unbake.separate(mix, sample_rate=sr, model="unbake_small")
+        for s in names:
+            scores[s].append(usdr(stems[s], est[s]))
+            floors[s].append(usdr(stems[s], mix))
+        center_vocals.append(usdr(stems["vocals"], unbake.separate(mix, sample_rate=sr, model="center")["vocals"]))
+    mean = {s: float(np.mean(v)) for s, v in scores.items()}
+    floor = {s: float(np.mean(v)) for s, v in floors.items()}
+    assert np.mean(list(mean.values())) >= 3.0, mean
+    assert all(mean[s] - floor[s] >= 6.0 for s in names), (mean, floor)
+    assert mean["vocals"] - float(np.mean(center_vocals)) >= 2.0
