@@ -6,7 +6,9 @@ the best float32 matrix-product rate this machine reaches with the given threads
 lower bound ``FLOPs / best rate``: the time of the matrix products alone, with every
 normalisation, activation and copy for free. It then times one segment of unbake's model and,
 when the reference ``demucs`` package is installed, of the reference model (same random
-weights), and compares the bound with half the reference time (a 2x speed-up).
+weights), compares the bound with half the reference time (a 2x speed-up), and shows the rate
+and error of the lower-precision products the CPU offers. ``UNBAKE_KEEP_FREED_MEMORY=0`` times
+both models with the C library's default allocator settings.
 
 Run: PYTHONPATH=src python benchmarks/bench_demucs_floor.py [--threads N]
 """
@@ -66,6 +68,49 @@ def best_matmul_rate(repeats: int = 5) -> tuple[float, str]:
         if rate > best:
             best, where = rate, f"{m}x{k} @ {k}x{n}"
     return best, where
+
+
+def lower_precision(repeats: int = 5) -> list[tuple[str, float, float | None]]:
+    """``(path, G(FL)OP/s, relative error or None)`` of the faster, lower-precision products this
+    CPU offers, on the transformer's largest product; the error is the largest entry's distance
+    from a float64 product, relative to the largest entry."""
+    import torch
+
+    m, k, n = 2688, 512, 2048
+    a, b = torch.randn(m, k), torch.randn(k, n)
+    exact = a.double() @ b.double()
+
+    def run(fn):
+        out = fn()
+        times = []
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            fn()
+            times.append(time.perf_counter() - t0)
+        return 2 * m * k * n / min(times) / 1e9, out
+
+    rows = []
+    ab, bb = a.bfloat16(), b.bfloat16()
+    rate, out = run(lambda: ab @ bb)
+    rows.append(("bfloat16 inputs and output", rate, float((out.double() - exact).abs().max() / exact.abs().max())))
+    mkldnn = getattr(torch.backends, "mkldnn", None)
+    if mkldnn is not None and hasattr(getattr(mkldnn, "matmul", None), "fp32_precision"):
+        old = mkldnn.matmul.fp32_precision
+        try:
+            mkldnn.matmul.fp32_precision = "bf16"
+            rate, out = run(lambda: a @ b)
+            rows.append(("float32 with fp32_precision=bf16", rate,
+                         float((out.double() - exact).abs().max() / exact.abs().max())))
+        finally:
+            mkldnn.matmul.fp32_precision = old
+    ai = torch.randint(-127, 128, (m, k), dtype=torch.int8)
+    bi = torch.randint(-127, 128, (k, n), dtype=torch.int8)
+    try:
+        rate, _ = run(lambda: torch._int_mm(ai, bi))
+        rows.append(("int8 -> int32 (torch._int_mm)", rate, None))
+    except RuntimeError:
+        pass
+    return rows
 
 
 def time_forward(model, x, repeats: int = 3) -> float:
@@ -136,6 +181,9 @@ def main() -> None:
         print(f"a 2x speed-up needs <= {budget:.2f} s per segment: the bound alone is "
               f"{100 * floor / budget:.0f} % of that, leaving {max(0.0, budget - floor):.2f} s for "
               f"every normalisation, activation, copy and (i)STFT")
+    print("lower-precision products on the same shape (the tolerance is 1e-4 of the output):")
+    for path, rate, err in lower_precision():
+        print(f"  {path:<34} {rate:7.0f} G(FL)OP/s" + (f"  relative error {err:.1e}" if err is not None else ""))
     print(f"a {args.seconds:g} s track is {segments} segments at overlap 0.25: "
           f"bound {segments * floor:.1f} s, unbake {segments * t_ours:.1f} s"
           + (f", reference {segments * t_ref:.1f} s" if t_ref is not None else ""))

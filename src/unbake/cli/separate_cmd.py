@@ -151,8 +151,7 @@ def models(
 
 
 def _available(cat, e) -> str:
-    entries = cat.members(e.name)
-    if all(not x.files or x.package_file for x in entries):
+    if cat.ships_with_package(e.name):
         return "built in"
     return "cached" if cat.available_offline(e.name) else "download"
 

@@ -125,14 +125,17 @@ class Catalogue:
         entry = self.get(name)
         return [self.models[m] for m in entry.models] if isinstance(entry, EnsembleEntry) else [entry]
 
+    def ships_with_package(self, name: str) -> bool:
+        """Built in or shipped inside the package: nothing to download, ever."""
+        return all(not e.files or e.package_file for e in self.members(name))
+
     def available_offline(self, name: str) -> bool:
-        """Built in, shipped inside the package, or every file already in the cache."""
-        entries = self.members(name)
-        if all(not e.files or e.package_file for e in entries):
+        """Ships with the package, or every file already in the cache."""
+        if self.ships_with_package(name):
             return True
         from .download import is_cached
 
-        return all(e.package_file or not e.files or is_cached(e) for e in entries)
+        return all(e.package_file or not e.files or is_cached(e) for e in self.members(name))
 
     def default(self) -> str:
         """The first model of ``default_order`` that runs without a download."""

@@ -87,9 +87,13 @@ def load_state_strict(model: torch.nn.Module, state: dict[str, torch.Tensor], wh
 
 
 def load_checkpoint(path: str | os.PathLike) -> torch.nn.Module:
-    blob = read_blob(path)
+    return model_from_blob(read_blob(path), str(path))
+
+
+def model_from_blob(blob: dict[str, Any], where: str) -> torch.nn.Module:
+    """The model a checkpoint dict (see :func:`read_blob`) describes, weights loaded strictly."""
     model = model_from_config(blob["architecture"], blob["config"])
-    load_state_strict(model, blob["state_dict"], str(path))
+    load_state_strict(model, blob["state_dict"], where)
     return model.eval()
 
 

@@ -270,38 +270,35 @@ class DConv(nn.Module):
         return x
 
 
-def conv_transpose_strided(conv: nn.ConvTranspose1d | nn.ConvTranspose2d, x: torch.Tensor) -> torch.Tensor:
-    """The decoders' transposed convolution (kernel ``k`` a multiple of the stride ``s``, on the
-    last axis of ``(b, c, l)`` or the frequency axis of ``(b, c, f, t)``) as one matrix product
-    and ``k / s`` shifted additions.
+def conv_transpose_strided(conv: nn.ConvTranspose2d, x: torch.Tensor) -> torch.Tensor:
+    """The frequency decoders' transposed convolution, ``(b, c, f, t)`` with kernel ``(k, 1)``
+    and stride ``(s, 1)``, ``k`` a multiple of ``s``, as one matrix product per item and
+    ``k / s`` shifted additions.
 
     Same arithmetic as ``conv(x)``; written out because oneDNN's transposed convolution runs
     these shapes (few channels, long axes) several times below its matrix-product speed.
-    Other configurations fall back to ``conv(x)``.
+    Other layers and inputs fall back to ``conv(x)``.
     """
     kernel, stride = conv.kernel_size[0], conv.stride[0]
-    plain = (conv.groups == 1 and all(p == 0 for p in conv.padding)
-             and all(p == 0 for p in conv.output_padding) and all(d == 1 for d in conv.dilation)
-             and kernel % stride == 0 and x.dtype == conv.weight.dtype and x.dim() == 4
-             and conv.kernel_size[1:] == (1,) and conv.stride[1:] == (1,))
+    plain = (x.dim() == 4 and conv.kernel_size[1:] == (1,) and conv.stride[1:] == (1,)
+             and conv.groups == 1 and conv.padding == (0, 0) and conv.output_padding == (0, 0)
+             and conv.dilation == (1, 1) and kernel % stride == 0 and x.dtype == conv.weight.dtype)
     if not plain:
         return conv(x)
     ratio = kernel // stride
-    b, cin, length = x.shape[:3]
-    rest = x.shape[3:]                        # () or (t,)
+    b, cin, f, t = x.shape
     cout = conv.out_channels
-    # weight (cin, cout, k[, 1]) -> (cout * k, cin)
-    w = conv.weight.reshape(cin, cout * kernel).t()
-    out = x.new_empty(b, cout, length + ratio - 1, stride, *rest)
+    w = conv.weight.reshape(cin, cout * kernel).t()  # (cin, cout, k, 1) -> (cout * k, cin)
+    out = x.new_empty(b, cout, f + ratio - 1, stride, t)
     bias = conv.bias if conv.bias is not None else x.new_zeros(cout)
-    out.copy_(bias.view(1, cout, *([1] * (out.dim() - 2))).expand_as(out))
+    out.copy_(bias.view(1, cout, 1, 1, 1).expand_as(out))
     for i in range(b):
         # one 2-D product per item: a broadcast batched product is far slower on CPU
-        y = torch.mm(w, x[i].reshape(cin, -1)).view(cout, ratio, stride, length, *rest)
+        y = torch.mm(w, x[i].reshape(cin, f * t)).view(cout, ratio, stride, f, t)
         for j in range(ratio):
-            # tap block j of input position p lands on output rows (p + j) * s ... + s - 1
-            out[i, :, j:j + length] += y[:, j].transpose(1, 2)
-    return out.view(b, cout, (length + ratio - 1) * stride, *rest)
+            # tap block j of input row p lands on output rows (p + j) * s ... (p + j) * s + s - 1
+            out[i, :, j:j + f] += y[:, j].transpose(1, 2)
+    return out.view(b, cout, (f + ratio - 1) * stride, t)
 
 
 def _freq_dconv(dconv: DConv, y: torch.Tensor) -> torch.Tensor:

@@ -349,7 +349,6 @@ class Trainer:
         run = self.cfg.run
         main = self.dist.is_main
         sources = list(self.cfg.data.sources)
-        tb = None
         if main:
             self.out.mkdir(parents=True, exist_ok=True)
             tlog = CsvLog(self.out / TRAIN_LOG, ["step", "time_s", "lr", "loss", "l1_wave", "mrstft",
@@ -444,9 +443,9 @@ def run_training(cfg: TrainConfig, out_dir: str | os.PathLike | None = None, *, 
 def export_weights(model_path: str | os.PathLike, dest: str | os.PathLike, *, half: bool = True) -> Path:
     """Re-save an unbake checkpoint (e.g. a run's ``best_model.pt``) for shipping: same
     architecture, config and metadata, floating-point weights in float16 when ``half``."""
-    from ..hub.checkpoint import load_checkpoint, read_blob, save_checkpoint
+    from ..hub.checkpoint import model_from_blob, read_blob, save_checkpoint
 
     blob = read_blob(model_path)
-    model = load_checkpoint(model_path)
+    model = model_from_blob(blob, str(model_path))
     return save_checkpoint(model, dest, architecture=blob["architecture"], config=blob["config"],
                            meta=blob.get("meta", {}), half=half)
