@@ -11,9 +11,9 @@ import pytest
 pytest.importorskip("librosa")
 
 from unbake.errors import DependencyError  # noqa: E402
-from unbake.remix.align import find_offset  # noqa: E402
-from unbake.remix.analysis import Key, analyze, key_from_chroma, librosa_module, parse_key  # noqa: E402
-from unbake.remix.transforms import (TransformError, match, pitch_shift, shortest_shift,  # noqa: E402
+from unbake.analysis.align import find_offset  # noqa: E402
+from unbake.analysis.analyze import Key, analyze, key_from_chroma, librosa_module, parse_key  # noqa: E402
+from unbake.analysis.transforms import (TransformError, match, pitch_shift, shortest_shift,  # noqa: E402
                                      stretch_to_bpm, time_stretch)
 
 SR = 22050
@@ -149,7 +149,7 @@ def test_key_of_known_music(signal, expected):
 
 def test_key_from_chroma_profiles_and_flat_input():
     # the Krumhansl-Kessler profile itself, rotated to E, is E major / E minor exactly
-    from unbake.remix.analysis import KK_MAJOR, KK_MINOR
+    from unbake.analysis.analyze import KK_MAJOR, KK_MINOR
 
     key, r, scores = key_from_chroma(np.roll(KK_MAJOR, 4))
     assert key == Key(4, "major") and r == pytest.approx(1.0)

@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from unbake.errors import ConfigError
-from unbake.remix.mashup import Mashup, MashupProject
+from unbake.mashup.project import Mashup, MashupProject
 from unbake.stems import StemSet
 
 SR = 44100
@@ -185,7 +185,7 @@ def test_real_mashup_vocals_right_band_left(tmp_path):
     pytest.importorskip("librosa")
     from unbake.audio import read_audio
     from unbake.remix.master import integrated_lufs
-    from unbake.remix.transforms import stretch_and_shift
+    from unbake.analysis.transforms import stretch_and_shift
 
     a = _stems_folder(SONG_A, tmp_path / "a")
     b = _stems_folder(SONG_B, tmp_path / "b")

@@ -10,7 +10,7 @@ Public API::
 
 from __future__ import annotations
 
-__version__ = "0.1.0"
+from ._common import __version__
 
 __all__ = ["StemSet", "UnbakeError", "load_model", "separate", "separate_file", "__version__"]
 

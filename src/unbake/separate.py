@@ -18,6 +18,7 @@ from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 
+from ._common import track_name
 from .audio import dsp
 from .audio.io import BLOCK_FRAMES, OUTPUT_FORMATS, AudioWriter, check_writable, iter_blocks
 from .errors import AudioError, ModelError, OutputError, UnbakeError
@@ -191,7 +192,7 @@ def _track_from_file(path: Path, workdir: Path, options: SeparateOptions) -> _Tr
             writer.write(dsp.downmix(block, use_ch) if ch > use_ch else block)
     finally:
         writer.close()
-    return _Track(_track_name(path), sr, use_ch, writer.length, writer.source(), workdir)
+    return _Track(track_name(path), sr, use_ch, writer.length, writer.source(), workdir)
 
 
 def _track_from_array(audio, sample_rate: int, workdir: Path, options: SeparateOptions) -> _Track:
@@ -207,14 +208,6 @@ def _track_from_array(audio, sample_rate: int, workdir: Path, options: SeparateO
     writer.write(arr)
     writer.close()
     return _Track("array", int(sample_rate), use_ch, writer.length, writer.source(), workdir)
-
-
-def _track_name(path: Path) -> str:
-    name = path.name
-    for suffix in (".stem.mp4", ".stem.m4a"):
-        if name.lower().endswith(suffix):
-            return name[: -len(suffix)]
-    return path.stem
 
 
 # ------------------------------------------------------------------------------ running
@@ -402,7 +395,7 @@ def _model_name(model) -> str:
 
 
 def _provenance(source, model, opts: SeparateOptions) -> dict:
-    from . import __version__
+    from ._common import __version__
 
     return {
         "input": os.fspath(source) if isinstance(source, (str, os.PathLike)) else "array",
@@ -438,7 +431,7 @@ def separate_file(path: str | os.PathLike, outdir: str | os.PathLike = "separate
     path = Path(path)
     names = output_stems(mdl, opts.two_stems)
     mname = _model_name(mdl)
-    targets = {s: Path(outdir) / render_filename(filename, track=_track_name(path), stem=s, ext=format, model=mname)
+    targets = {s: Path(outdir) / render_filename(filename, track=track_name(path), stem=s, ext=format, model=mname)
                for s in names}
     if len(set(targets.values())) != len(targets):
         raise OutputError("--filename gives several stems the same file name")

@@ -10,9 +10,9 @@ from typing import Iterator
 
 import numpy as np
 
-from .errors import AudioError, OutputError
+from ._common import AUDIO_SUFFIXES, write_json_atomic
+from .errors import AudioError
 
-AUDIO_SUFFIXES = (".wav", ".flac", ".mp3", ".ogg", ".aiff", ".aif", ".m4a", ".opus")
 PROVENANCE_FILE = "unbake.json"
 
 
@@ -138,13 +138,4 @@ class StemSet:
         return cls(stems, int(rate), provenance)
 
 
-def write_json_atomic(path: Path, data) -> None:
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.part")
-    try:
-        tmp.write_text(json.dumps(data, indent=2, default=str))
-        os.replace(tmp, path)
-    except OSError as exc:
-        tmp.unlink(missing_ok=True)
-        raise OutputError(f"{path}: cannot write ({exc.strerror or exc})") from exc
 

@@ -13,6 +13,7 @@ from .app import _escape, app, console, handle_errors, out
 
 def _load_for_analysis(path: Path, stem: Optional[str], model: Optional[str]):
     """``(audio (c, t), sample_rate, key_audio or None)`` for a file, stems folder or stem."""
+    from ..analysis.analyze import pitched_mix
     from ..audio import read_audio
     from ..errors import ConfigError
     from ..stems import StemSet
@@ -22,10 +23,10 @@ def _load_for_analysis(path: Path, stem: Optional[str], model: Optional[str]):
             raise ConfigError("-n picks the model that separates the song for --stem; give --stem too")
         if path.is_dir():
             stems = StemSet.load(path)
-            return stems.mixture(), stems.sample_rate, _without_drums(stems)
+            return stems.mixture(), stems.sample_rate, pitched_mix(stems)
         stems = _stems_file(path)
         if stems is not None and "mixture" in stems:
-            return stems["mixture"], stems.sample_rate, _without_drums(stems)
+            return stems["mixture"], stems.sample_rate, pitched_mix(stems)
         audio, sr = read_audio(path)
         return audio, sr, None
     if path.is_dir():
@@ -42,7 +43,7 @@ def _load_for_analysis(path: Path, stem: Optional[str], model: Optional[str]):
 def _stems_of_file(path: Path, stem: str, model: Optional[str]):
     """A multi-stream stems file (NI .stem.mp4) holds its stems already (unless -n asks for a
     separation); anything else is separated (once, cached)."""
-    from ..remix.project import separate_cached
+    from ..separation_cache import separate_cached
 
     if model is None:
         stems = _stems_file(path)
@@ -62,16 +63,8 @@ def _stems_file(path: Path):
     return StemSet(stems, sr)
 
 
-def _without_drums(stems):
-    if "drums" in stems and len(stems) > 1:
-        import numpy as np
-
-        return np.sum([v for k, v in stems.items() if k != "drums" and k != "mixture"], axis=0)
-    return None
-
-
 def _analyse(path: Path, stem, model, prior_bpm, bpm_range):
-    from ..remix.analysis import analyze
+    from ..analysis import analyze
 
     audio, sr, key_audio = _load_for_analysis(path, stem, model)
     return analyze(audio, sr, prior_bpm=prior_bpm, bpm_range=bpm_range, key_audio=key_audio)
@@ -108,7 +101,7 @@ def analyze(
     data = {"file": str(file), **({"stem": stem} if stem else {}), **a.to_dict()}
     plan = None
     if match_with is not None:
-        from ..remix.transforms import match
+        from ..analysis import match
 
         b = _analyse(match_with, stem, name, prior_bpm, bpm_range)
         plan = match(a, b)
@@ -146,9 +139,9 @@ def mashup(
 
     \b
     unbake mashup mashup.yaml -o out.wav
-    (the project format is described in `unbake.remix.mashup`; see examples/mashup.yaml)
+    (the project format is described in `unbake.mashup.project`; see examples/mashup.yaml)
     """
-    from ..remix.mashup import Mashup
+    from ..mashup import Mashup
 
     job = Mashup.from_project(project)
     path = job.render_project(output, overwrite=overwrite)

@@ -41,7 +41,7 @@ def remix(
     if init:
         if is_project:
             raise ConfigError("--init takes a song or a stems folder, not a project file")
-        from ..remix.project import separate_cached
+        from ..separation_cache import separate_cached
 
         source = source_from_path(target, name)
         stems = None
@@ -84,14 +84,9 @@ def _bar(progress, label: str):
 
 
 def _default_out(target: Path) -> Path:
-    name = target.name
-    for suffix in (".stem.mp4", ".stem.m4a"):
-        if name.lower().endswith(suffix):
-            name = name[: -len(suffix)]
-            break
-    else:
-        name = target.stem if target.suffix else name
-    return Path(f"{name}-remix.wav")
+    from .._common import track_name
+
+    return Path(f"{track_name(target)}-remix.wav")
 
 
 def _pair(option: str, text: str) -> tuple[str, float]:

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .._common import AUDIO_SUFFIXES, find_dataset_tracks, track_name
 from ..errors import AudioError, ConfigError
 from .augment import AugmentConfig, apply_augmentations, pitch_tempo, variant_params
 from .cache import AudioCache
@@ -21,7 +22,6 @@ from .cache import AudioCache
 log = logging.getLogger(__name__)
 
 MUSDB_SOURCES = ("drums", "bass", "other", "vocals")
-AUDIO_SUFFIXES = (".wav", ".flac", ".mp3", ".ogg", ".m4a", ".aiff", ".aif")
 
 
 @dataclass
@@ -52,28 +52,9 @@ class Track:
         return np.asarray(self.stems, dtype=np.float32).sum(axis=0)
 
 
-def track_name(path: Path) -> str:
-    name = path.name
-    for suffix in (".stem.mp4", ".stem.m4a"):
-        if name.endswith(suffix):
-            return name[: -len(suffix)]
-    return path.stem if path.is_file() else name
-
-
 def find_tracks(root: str | os.PathLike) -> list[Path]:
     """The tracks under ``root`` in name order: ``*.stem.mp4`` files and folders with stem files."""
-    root = Path(root)
-    if not root.is_dir():
-        raise ConfigError(f"{root}: training data folder does not exist")
-    found = []
-    for p in sorted(root.iterdir()):
-        if p.is_file() and p.name.endswith((".stem.mp4", ".stem.m4a")):
-            found.append(p)
-        elif p.is_dir() and any(c.suffix.lower() in AUDIO_SUFFIXES for c in p.iterdir()):
-            found.append(p)
-    if not found:
-        raise ConfigError(f"{root}: no .stem.mp4 files or stem folders found")
-    return found
+    return find_dataset_tracks(root)
 
 
 def _stem_file(folder: Path, name: str) -> Path | None:

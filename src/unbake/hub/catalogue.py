@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError, UnknownModelError
+from .download import is_cached
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -133,8 +134,6 @@ class Catalogue:
         """Ships with the package, or every file already in the cache."""
         if self.ships_with_package(name):
             return True
-        from .download import is_cached
-
         return all(e.package_file or not e.files or is_cached(e) for e in self.members(name))
 
     def default(self) -> str:

@@ -8,21 +8,22 @@ an :class:`OfflineError` that says where to put a hand-copied file.
 
 from __future__ import annotations
 
-import hashlib
 import importlib.util
 import json
 import logging
 import os
-import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import urlparse
 
+from .._common import ENV_CACHE, atomic_path, cache_root, sha256_file
 from ..errors import ChecksumError, DownloadError, OfflineError
-from .catalogue import FileSpec, ModelEntry
+
+if TYPE_CHECKING:  # types only: the catalogue asks this module what is cached, not the reverse
+    from .catalogue import FileSpec, ModelEntry
 
 log = logging.getLogger(__name__)
 
-ENV_CACHE = "UNBAKE_CACHE"
 ENV_OFFLINE = "UNBAKE_OFFLINE"
 _CHUNK_BYTES = 1 << 20
 # written next to a verified file so that later look-ups need not hash it again
@@ -30,13 +31,8 @@ _STAMP_SUFFIX = ".verified"
 
 
 def cache_dir() -> Path:
-    """Where model files are kept: ``$UNBAKE_CACHE``, else the user cache folder."""
-    env = os.environ.get(ENV_CACHE)
-    if env:
-        return Path(env).expanduser()
-    import platformdirs
-
-    return Path(platformdirs.user_cache_dir("unbake"))
+    """Where model files are kept: the cache root (``$UNBAKE_CACHE``, else the user cache folder)."""
+    return cache_root()
 
 
 def offline() -> bool:
@@ -50,14 +46,6 @@ def target_path(spec: FileSpec) -> Path:
     if not name or name != spec.name:
         raise DownloadError(f"catalogue file name {spec.name!r} must be a plain file name")
     return cache_dir() / name
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(_CHUNK_BYTES), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _expected(spec: FileSpec) -> str:
@@ -107,7 +95,7 @@ def _verified(spec: FileSpec, path: Path) -> bool:
         return False
     digest = _stamped_digest(path)
     if digest is None:
-        digest = _sha256(path)
+        digest = sha256_file(path)
         if _digest_matches(spec, digest):
             _write_stamp(path, digest)
     return _digest_matches(spec, digest)
@@ -151,31 +139,23 @@ def fetch(spec: FileSpec, *, progress: bool = False) -> Path:
         raise OfflineError(
             f"{spec.name} is not in the cache{why} and downloads are off ({ENV_OFFLINE}=1). "
             f"Download {spec.url} and save it as {target}, or unset {ENV_OFFLINE}.")
+    log.info("downloading %s -> %s", spec.url, target)
     try:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp_name = tempfile.mkstemp(prefix=f".{spec.name}.", suffix=".part", dir=target.parent)
-        os.close(fd)
+        with atomic_path(target) as tmp:
+            try:
+                _downloader(spec.url, progress)(spec.url, str(tmp), None)
+            except Exception as exc:  # requests, urllib3, ftplib and OS errors all mean the same here
+                raise DownloadError(f"could not download {spec.url}: {exc.__class__.__name__}: {exc}") from exc
+            size = tmp.stat().st_size
+            if spec.size is not None and size != spec.size:
+                raise DownloadError(f"download of {spec.url} is incomplete or wrong: {size} bytes "
+                                    f"received, {spec.size} expected")
+            digest = sha256_file(tmp)
+            if not _digest_matches(spec, digest):
+                raise ChecksumError(f"{spec.url}: content has sha256 {digest}, the catalogue lists "
+                                    f"{_expected(spec)}; the file was discarded")
     except OSError as exc:
         raise DownloadError(f"cannot write to the model cache {target.parent}: {exc}") from exc
-    tmp = Path(tmp_name)
-    try:
-        log.info("downloading %s -> %s", spec.url, target)
-        try:
-            _downloader(spec.url, progress)(spec.url, str(tmp), None)
-        except Exception as exc:  # requests, urllib3, ftplib and OS errors all mean the same here
-            raise DownloadError(f"could not download {spec.url}: {exc.__class__.__name__}: {exc}") from exc
-        size = tmp.stat().st_size
-        if spec.size is not None and size != spec.size:
-            raise DownloadError(f"download of {spec.url} is incomplete or wrong: {size} bytes "
-                                f"received, {spec.size} expected")
-        digest = _sha256(tmp)
-        if not _digest_matches(spec, digest):
-            raise ChecksumError(f"{spec.url}: content has sha256 {digest}, the catalogue lists "
-                                f"{_expected(spec)}; the file was discarded")
-        os.replace(tmp, target)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
     _write_stamp(target, digest)
     return target
 

@@ -15,12 +15,12 @@ from typing import Callable
 import numpy as np
 
 from ..errors import AudioError, UnbakeError
-from ..stems import StemSet, write_json_atomic
+from .._common import atomic_path, find_dataset_tracks, track_name, write_json_atomic
+from ..stems import StemSet
 
 log = logging.getLogger(__name__)
 
 MIXTURE_NAMES = ("mixture", "mix")
-STEM_FILE_SUFFIXES = (".wav", ".flac", ".mp3", ".ogg", ".aiff", ".m4a")
 SUMMARY_METRICS = ("SDR", "uSDR", "SI-SDR", "SIR", "ISR", "SAR")
 
 
@@ -54,18 +54,7 @@ class Track:
 
 def find_tracks(dataset: str | os.PathLike) -> list[Track]:
     """Tracks of a MUSDB-format folder (``*.stem.mp4`` files and/or folders of stem files)."""
-    root = Path(dataset)
-    if not root.is_dir():
-        raise UnbakeError(f"{root}: dataset folder not found")
-    tracks = []
-    for p in sorted(root.iterdir()):
-        if p.is_file() and p.name.lower().endswith(".stem.mp4"):
-            tracks.append(Track(p.name[: -len(".stem.mp4")], p))
-        elif p.is_dir() and any(q.suffix.lower() in STEM_FILE_SUFFIXES for q in p.iterdir()):
-            tracks.append(Track(p.name, p))
-    if not tracks:
-        raise UnbakeError(f"{root}: no tracks (expected *.stem.mp4 files or folders with one file per stem)")
-    return tracks
+    return [Track(track_name(p), p) for p in find_dataset_tracks(dataset)]
 
 
 def reference_for(stem: str, refs: dict[str, np.ndarray]) -> np.ndarray | None:
@@ -174,13 +163,11 @@ def _summarise(rows: list[dict], model_name: str) -> dict:
 
 
 def _write_csv(path: Path, rows: list[dict]) -> None:
-    tmp = path.with_name(f".{path.name}.part")
-    with open(tmp, "w", newline="") as fh:
+    with atomic_path(path) as tmp, open(tmp, "w", newline="") as fh:
         w = csv.writer(fh)
         w.writerow(["track", "stem", *SUMMARY_METRICS])
         for r in rows:
             w.writerow([r["track"], r["stem"], *("" if r.get(m) is None else f"{r[m]:.4f}" for m in SUMMARY_METRICS)])
-    os.replace(tmp, path)
 
 
 def _fmt(v) -> str:

@@ -20,15 +20,10 @@ from .effects import (CompressorSettings, EqBand, ReverbSettings, TrackFx, apply
 # the function `master` stays in its module so that `unbake.remix.master` names the module
 from .master import MasterSettings, integrated_lufs, limit_true_peak, measure, parse_master, true_peak_db
 from .mixer import TrackSettings, balance_gains, mix, pan_gains, place
-from .align import find_offset
-from .analysis import analyze
-from .mashup import Mashup, MashupProject
-from .transforms import match, pitch_shift, time_stretch
-from .project import (Project, Remix, Source, init_project, separate_cached, separation_cache_dir,
-                      source_from_path)
+from .project import Project, Remix, Source, init_project, source_from_path
+from ..separation_cache import separate_cached, separation_cache_dir
 
 __all__ = [
-    "Mashup", "MashupProject", "analyze", "find_offset", "match", "pitch_shift", "time_stretch",
     "AbPoint", "AutomationPoint", "CompressorSettings", "EqBand", "MasterSettings", "Project", "Remix",
     "ReverbSettings", "Source", "TrackFx", "TrackSettings", "ab_switch", "apply_chain", "balance_gains",
     "build_chain", "init_project", "integrated_lufs", "limit_true_peak", "measure", "mix",

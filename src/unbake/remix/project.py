@@ -42,12 +42,9 @@ A/B is written, to ``output.path``.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import math
 import os
-import shutil
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
@@ -55,6 +52,7 @@ from typing import Any, Iterable, Mapping, Sequence
 import numpy as np
 
 from ..errors import AudioError, ConfigError
+from ..separation_cache import separate_cached
 from ..stems import StemSet
 from .automation import DEFAULT_CROSSFADE_MS, AbPoint, ab_switch, parse_ab, parse_automation
 from .effects import EqBand, parse_compressor, parse_eq, parse_reverb
@@ -71,62 +69,6 @@ PROJECT_SUFFIXES = (".yaml", ".yml")
 
 
 # ------------------------------------------------------------------------------ sources
-
-
-def separation_cache_dir() -> Path:
-    """``<user cache dir>/unbake/separations``: one folder per (song content, model)."""
-    import platformdirs
-
-    return Path(platformdirs.user_cache_dir("unbake")) / "separations"
-
-
-def separation_key(song: str | os.PathLike, model: str) -> str:
-    """sha256 of the song file's bytes followed by the model name."""
-    h = hashlib.sha256()
-    try:
-        with open(song, "rb") as f:
-            for chunk in iter(lambda: f.read(1 << 20), b""):
-                h.update(chunk)
-    except OSError as exc:
-        raise AudioError(f"{song}: cannot read ({exc.strerror or exc})") from exc
-    h.update(b"\0model=")
-    h.update(str(model).encode())
-    return h.hexdigest()
-
-
-def separate_cached(song: str | os.PathLike, model: str | None = None, *, progress=None) -> StemSet:
-    """Stems of ``song`` by ``model`` (default: unbake's default model), separated once and then
-    read back from :func:`separation_cache_dir`. Cache entries appear atomically (written to a
-    temporary folder, then renamed), so an interrupted separation leaves nothing behind.
-    ``progress`` (called with the fraction done) is only called when separating."""
-    from ..separate import default_model, separate
-
-    model = model or default_model()
-    song = Path(song)
-    if not song.is_file():
-        raise AudioError(f"{song}: no such file")
-    folder = separation_cache_dir() / separation_key(song, model)
-    if (folder / "unbake.json").is_file():
-        try:
-            log.info("stems of %s from the cache (%s)", song, folder)
-            return StemSet.load(folder)
-        except AudioError:
-            log.warning("cached stems in %s are unreadable; separating again", folder)
-            shutil.rmtree(folder, ignore_errors=True)
-    stems = separate(song, model=model, progress=progress)
-    try:
-        folder.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=".part-", dir=folder.parent))
-        try:
-            stems.save(tmp, format="wav", bit_depth="32f", overwrite=True)
-            os.replace(tmp, folder)
-        except OSError:
-            shutil.rmtree(tmp, ignore_errors=True)
-            if not (folder / "unbake.json").is_file():
-                raise
-    except OSError as exc:
-        log.warning("cannot cache the separation in %s (%s)", folder, exc)
-    return stems
 
 
 @dataclass
@@ -585,4 +527,4 @@ def _yaml_key(text: str) -> str:
 
 
 __all__ = ["OutputSettings", "Project", "Remix", "Source", "init_project", "loudness_match_db",
-           "separate_cached", "separation_cache_dir", "separation_key", "source_from_path"]
+           "source_from_path"]

@@ -31,7 +31,7 @@ from ..errors import AudioError, DependencyError, UnbakeError
 from . import pipeline
 from .jobs import JobStore, WorkerPool, is_job_id, new_job_id
 from .pipeline import JobFiles
-from .server import DEFAULT_MAX_UPLOAD_MB, LOOPBACK_HOSTS
+from .settings import DEFAULT_MAX_UPLOAD_MB, LOOPBACK_HOSTS
 
 log = logging.getLogger(__name__)
 

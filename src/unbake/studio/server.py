@@ -9,13 +9,12 @@ import webbrowser
 from pathlib import Path
 
 from ..errors import DependencyError
+from .settings import DEFAULT_MAX_UPLOAD_MB, LOOPBACK_HOSTS
 
 log = logging.getLogger(__name__)
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8765
-DEFAULT_MAX_UPLOAD_MB = 1024
-LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
 
 
 def default_data_dir() -> Path:

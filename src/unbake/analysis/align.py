@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import InvalidAudioError
-from .analysis import ANALYSIS_RATE_HZ, librosa_module, to_mono_analysis_rate
+from .analyze import ANALYSIS_RATE_HZ, librosa_module, to_mono_analysis_rate
 
 # 64 samples at 22.05 kHz = 2.9 ms per envelope frame; with the parabolic peak refinement the
 # offset is good to about a millisecond on clear onsets.

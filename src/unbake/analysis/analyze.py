@@ -33,6 +33,7 @@ Method
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -274,3 +275,25 @@ def analyze(audio: np.ndarray, sample_rate: int, *, prior_bpm: float = 120.0,
     key, conf, scores = estimate_key(kmono)
     return Analysis(bpm=bpm, beats_s=tuple(float(b) for b in beats), key=key, key_confidence=conf,
                     duration_s=len(mono) / ANALYSIS_RATE_HZ, key_scores=scores)
+
+
+def pitched_mix(stems: Mapping[str, np.ndarray]) -> np.ndarray | None:
+    """The sum of the pitched stems (everything but ``drums`` and a ``mixture`` stream) when
+    the set has a ``drums`` stem and something else, else ``None``: drums smear the chroma that
+    the key is read from."""
+    pitched = [v for k, v in stems.items() if k not in ("drums", "mixture")]
+    if "drums" not in stems or not pitched:
+        return None
+    return np.sum(pitched, axis=0)
+
+
+def analyze_stems(stems: Mapping[str, np.ndarray], sample_rate: int, *, prior_bpm: float = 120.0,
+                  bpm_range: tuple[float, float] = (60.0, 200.0)) -> Analysis:
+    """Tempo and beats of the whole song (its ``mixture`` stream, else the sum of its stems) and
+    its key from the pitched stems (:func:`pitched_mix`). Every front end that analyses stems
+    goes through here, so one song gets one answer."""
+    if "mixture" in stems:
+        mix = stems["mixture"]
+    else:
+        mix = np.sum(list(stems.values()), axis=0, dtype=np.float64).astype(np.float32)
+    return analyze(mix, sample_rate, prior_bpm=prior_bpm, bpm_range=bpm_range, key_audio=pitched_mix(stems))

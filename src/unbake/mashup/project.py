@@ -38,7 +38,7 @@ Analysis (:mod:`.analysis`) of a song runs on its full mix for the tempo and on 
 ``align``). ``align`` lines up beat grids: the onsets of the track's whole song, stretched and
 placed like the track, and of the sum of the tracks that do not align (what the track has to
 fit) are folded onto one beat (``beats``) or one 4/4 bar (``bars``) at the track's stretched
-tempo and cross-correlated (:func:`unbake.remix.align.find_offset` with ``period_s``), so the
+tempo and cross-correlated (:func:`unbake.analysis.align.find_offset` with ``period_s``), so the
 track moves by less than half a beat (half a bar).
 """
 
@@ -55,14 +55,15 @@ from typing import Any, Mapping
 import numpy as np
 
 from ..errors import AudioError, ConfigError
+from ..analysis.analyze import Analysis, Key, analyze_stems, parse_key
+from ..analysis.transforms import MAX_RATE, MAX_SEMITONES, MIN_RATE, MatchPlan, match, stretch_and_shift
+from ..separation_cache import separate_cached
 from ..stems import StemSet
-from .analysis import Analysis, Key, parse_key
-from .master import MasterSettings, master, parse_master
-from .mixer import TRACK_KEYS, TrackSettings, render_track, to_stereo
-from .project import FORMATS, OUTPUT_KEYS, OutputSettings, separate_cached
-from .schema import (check_keys, check_mapping, fail, get_bool, get_number, get_path, get_str, join, load_yaml,
+from ..remix.master import MasterSettings, master, parse_master
+from ..remix.mixer import TRACK_KEYS, TrackSettings, render_track, to_stereo
+from ..remix.project import FORMATS, OUTPUT_KEYS, OutputSettings
+from ..remix.schema import (check_keys, check_mapping, fail, get_bool, get_number, get_path, get_str, join, load_yaml,
                      parse_time)
-from .transforms import MAX_RATE, MAX_SEMITONES, MIN_RATE, MatchPlan, match, stretch_and_shift
 
 log = logging.getLogger(__name__)
 
@@ -311,13 +312,7 @@ def load_song(spec: SongSpec) -> StemSet:
 def song_analysis(stems: StemSet, *, bpm: float | None = None, key: Key | None = None) -> Analysis:
     """Tempo and beats from the full mix, key from the mix without drums (when there is a
     ``drums`` stem and something else); ``bpm``/``key`` given by the user win."""
-    from .analysis import analyze
-
-    mix = stems.mixture()
-    key_audio = None
-    if "drums" in stems and len(stems) > 1:
-        key_audio = np.sum([v for k, v in stems.items() if k != "drums"], axis=0)
-    found = analyze(mix, stems.sample_rate, key_audio=key_audio)
+    found = analyze_stems(dict(stems.items()), stems.sample_rate)
     if bpm is None and key is None:
         return found
     return Analysis(bpm=bpm if bpm is not None else found.bpm, beats_s=found.beats_s,
@@ -535,7 +530,7 @@ class Mashup:
         return out
 
     def _align(self, track: TrackSpec, plan: _Plan, bed: np.ndarray) -> int:
-        from .align import find_offset
+        from ..analysis.align import find_offset
 
         sr = self.sample_rate
         whole = self._transformed_audio(track, plan, whole_song=True)

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import UnbakeError
-from .analysis import Analysis, Key
+from .analyze import Analysis, Key
 
 # Rubber Band stays clean within roughly an octave of tempo change; beyond that the result is
 # rarely what anyone wants from a mash-up, so it is refused rather than rendered badly.
