@@ -87,6 +87,7 @@ def test_enforce_consistency_keeps_sum(tmp_path, wav_file):
     assert np.abs(total - mix).max() < 1e-5
 
 
+@pytest.mark.needs_shared
 @pytest.mark.skipif(not MUSDB_PREVIEWS.is_dir(), reason="shared MUSDB previews not present")
 def test_center_beats_mixture_on_real_music():
     files = sorted(MUSDB_PREVIEWS.glob("*.stem.mp4"))[:3]
@@ -125,6 +126,7 @@ def test_default_is_best_available_model(monkeypatch):
 HELD_OUT = ("A Classic Education - NightOwl", "Alexander Ross - Velvet Curtain", "Chris Durban - Celebrate")
 
 
+@pytest.mark.needs_shared
 @pytest.mark.skipif(not MUSDB_PREVIEWS.is_dir(), reason="shared MUSDB previews not present")
 def test_shipped_model_separates_four_stems_on_held_out_music():
     gains = {s: [] for s in ("drums", "bass", "other", "vocals")}
@@ -165,6 +167,7 @@ def test_track_normalised_models_see_a_standardised_track(mix):
     assert np.allclose(stems["all"][:, inner], round_trip[:, inner], atol=1e-3)
 
 
+@pytest.mark.needs_shared
 @pytest.mark.skipif(not MUSDB_PREVIEWS.is_dir(), reason="shared MUSDB previews not present")
 def test_shipped_model_meets_its_targets_on_all_validation_tracks():
     """The default model's targets on the 10 held-out previews: mean uSDR >= 3 dB, every stem

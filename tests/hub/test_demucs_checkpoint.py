@@ -16,7 +16,7 @@ from unbake.errors import CheckpointError, UnsafeCheckpointError
 from unbake.hub import demucs_checkpoint
 from unbake.hub.loading import load_model
 
-PARITY = Path(__file__).resolve().parents[2] / "shared" / "parity" / "demucs"
+PARITY = Path(__file__).resolve().parents[3] / "shared" / "parity" / "demucs"
 
 SMALL_KWARGS = {"sources": ["drums", "bass"], "channels": 8, "bottom_channels": 16,
                 "t_layers": 1, "segment": Fraction(1, 10)}
@@ -131,6 +131,7 @@ def test_garbage_is_a_checkpoint_error(tmp_path, content):
         demucs_checkpoint.read(path)
 
 
+@pytest.mark.needs_shared
 @pytest.mark.skipif(not PARITY.is_dir(), reason="Demucs parity data not found")
 def test_training_metadata_of_official_files_stays_inert():
     path = PARITY / "htdemucs.small.th"

@@ -14,7 +14,7 @@ from unbake.errors import ChecksumError, DownloadError, OfflineError
 from unbake.hub import download
 from unbake.hub.catalogue import FileSpec, ModelEntry
 
-PARITY = Path(__file__).resolve().parents[2] / "shared" / "parity" / "demucs"
+PARITY = Path(__file__).resolve().parents[3] / "shared" / "parity" / "demucs"
 PAYLOAD = bytes(range(256)) * 4096  # 1 MiB, several chunks
 
 
@@ -176,6 +176,7 @@ def test_corrupted_cache_file_is_not_used(cache, server):
     assert len(server.requests) == 2
 
 
+@pytest.mark.needs_shared
 @pytest.mark.skipif(not (PARITY / "htdemucs.small.th").exists(), reason="parity data not found")
 def test_catalogue_model_downloads_and_loads(cache, monkeypatch):
     """The whole path of a user's first run: catalogue name -> download -> verify -> .th reader."""

@@ -78,6 +78,7 @@ def test_eval_cli(tmp_path):
     assert "| vocals |" in res.output
 
 
+@pytest.mark.needs_shared
 @pytest.mark.skipif(not MUSDB_PREVIEWS.is_dir(), reason="shared MUSDB previews not present")
 def test_eval_on_real_previews(tmp_path):
     summary = evaluate_dataset(MUSDB_PREVIEWS, "center", tmp_path,

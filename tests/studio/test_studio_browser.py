@@ -16,12 +16,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 SHOTS = REPO / "results" / "studio"
 CHROMIUM = Path(os.environ.get("UNBAKE_CHROMIUM", "/usr/bin/chromium"))
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync",
                  "--autoplay-policy=no-user-gesture-required"]
+pytestmark = pytest.mark.browser
+
 WAIT_MS = 60_000  # generous upper bounds for waits, never asserted as durations
 
 pytest.importorskip("fastapi", reason="the studio needs fastapi (pip install 'unbake[studio]')")

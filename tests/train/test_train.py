@@ -21,7 +21,7 @@ from unbake.train.loop import STATE_NAME, Trainer, lr_factor, read_state
 
 from test_data import SR, make_folder_tracks
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 TINY_MODEL = {"n_fft": 256, "hop_length": 64, "hidden": 16, "depth": 2, "full_res_bins": 64,
               "high_group": 4, "segment_s": 1.0}
 

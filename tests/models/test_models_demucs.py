@@ -15,9 +15,7 @@ from unbake.hub.architectures import model_from_config
 from unbake.hub.catalogue import load_catalogue
 from unbake.hub.loading import load_model
 
-PARITY = Path(__file__).resolve().parents[2] / "shared" / "parity" / "demucs"
-if not PARITY.is_dir():
-    pytest.skip(f"Demucs parity data not found at {PARITY}", allow_module_level=True)
+PARITY = Path(__file__).resolve().parents[3] / "shared" / "parity" / "demucs"
 
 # which catalogue models each keys file describes
 KEYS_FILES = {
@@ -44,12 +42,14 @@ def _assert_close(y: torch.Tensor, ref: torch.Tensor, what: str) -> None:
     assert err <= 1e-5 * scale, f"{what}: max abs diff {err:.3g} > 1e-5 * {scale:.3g}"
 
 
+@pytest.mark.needs_shared
 def test_every_keys_file_is_covered():
     found = sorted(p.name for p in PARITY.glob("*.keys.json"))
     assert found, "no keys files"
     assert set(found) <= set(KEYS_FILES), f"keys files without a catalogue mapping: {found}"
 
 
+@pytest.mark.needs_shared
 @pytest.mark.parametrize("keys_file,name", [(k, n) for k, ns in KEYS_FILES.items() for n in ns])
 def test_full_size_state_dict_layout(keys_file, name):
     path = PARITY / keys_file
@@ -77,6 +77,7 @@ def test_full_size_contract_attributes():
     assert ht.audio_channels == hd.audio_channels == 2
 
 
+@pytest.mark.needs_shared
 @pytest.mark.parametrize("path", SMALL, ids=[p.name for p in SMALL])
 def test_small_model_parity(path):
     pkg = torch.load(path, weights_only=True)
@@ -107,6 +108,7 @@ def test_small_model_parity(path):
         _assert_close(captured[key], ref, f"{path.name} intermediate {key}")
 
 
+@pytest.mark.needs_shared
 @pytest.mark.parametrize("path", SMALL_TH, ids=[p.name for p in SMALL_TH])
 def test_official_format_file_loads_and_matches(path):
     model = load_model(str(path))

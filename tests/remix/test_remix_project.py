@@ -208,7 +208,7 @@ def test_api_values_are_validated(tmp_path, stems_dir):
 
 
 def test_example_project_file_is_valid(tmp_path, stems_dir):
-    example = Path(__file__).resolve().parents[1] / "examples" / "remix.yaml"
+    example = Path(__file__).resolve().parents[2] / "examples" / "remix.yaml"
     import yaml
 
     data = yaml.safe_load(example.read_text())

@@ -19,11 +19,9 @@ from unbake.hub.architectures import model_from_config
 from unbake.hub.loading import load_model
 from unbake.hub.msst import read_config, read_yaml
 
-PARITY = Path(__file__).resolve().parents[2] / "shared" / "parity" / "scnet_roformer"
-CONFIGS = Path(__file__).resolve().parents[1] / "src" / "unbake" / "hub" / "configs"
+PARITY = Path(__file__).resolve().parents[3] / "shared" / "parity" / "scnet_roformer"
+CONFIGS = Path(__file__).resolve().parents[2] / "src" / "unbake" / "hub" / "configs"
 
-if not PARITY.is_dir():  # pragma: no cover - the shared data lives outside the repository
-    pytest.skip(f"parity data not found at {PARITY}", allow_module_level=True)
 
 KEY_FILES = sorted(PARITY.glob("*.keys.json"))
 SMALL_FILES = sorted(PARITY.glob("*.small.pt"))
@@ -83,6 +81,7 @@ def _assert_matches(y: torch.Tensor, ref: dict) -> None:
 
 # --- full-size key layouts --------------------------------------------------------------------------
 
+@pytest.mark.needs_shared
 @pytest.mark.parametrize("path", KEY_FILES, ids=lambda p: p.name.removesuffix(".keys.json"))
 def test_full_size_state_dict_layout(path):
     info = json.loads(path.read_text())
@@ -107,6 +106,7 @@ CATALOGUE_KEYS = {
 }
 
 
+@pytest.mark.needs_shared
 @pytest.mark.parametrize("name", sorted(CATALOGUE_KEYS))
 def test_catalogue_config_builds_checkpoint_layout(name):
     from unbake.hub.catalogue import load_catalogue
@@ -148,6 +148,7 @@ def test_parity_with_reference(path, variant):
         _assert_matches(y, outs[variant])
 
 
+@pytest.mark.needs_shared
 @pytest.mark.parametrize("path", CKPT_FILES, ids=lambda p: p.name.removesuffix(".small.ckpt"))
 def test_community_checkpoint_through_load_model(path):
     """NAME.small.ckpt finds NAME.small.yaml beside it and reproduces the variant the public
@@ -175,6 +176,7 @@ def test_community_checkpoint_through_load_model(path):
     _assert_matches(y, outs[variant])
 
 
+@pytest.mark.needs_shared
 def test_single_stem_models_keep_the_stem_axis():
     for name in ("bs_roformer_1stem", "mel_band_roformer_1stem"):
         model = load_model(PARITY / f"{name}.small.ckpt")
@@ -185,6 +187,7 @@ def test_single_stem_models_keep_the_stem_axis():
         assert y.shape == (1, 1, 2, 5000)
 
 
+@pytest.mark.needs_shared
 def test_mel_band_output_has_input_length_for_any_length():
     model = load_model(PARITY / "mel_band_roformer_2stem.small.ckpt")
     for t in (441 * 5, 441 * 5 + 1, 3000):
@@ -205,6 +208,7 @@ def test_mel_filterbank_equals_librosa():
         np.testing.assert_array_equal(ours, ref)
 
 
+@pytest.mark.needs_shared
 @pytest.mark.parametrize("path", [p for p in KEY_FILES if p.name.startswith("mel_band")],
                          ids=lambda p: p.name.removesuffix(".keys.json"))
 def test_mel_band_table_matches_reference(path):
@@ -223,6 +227,7 @@ def test_mel_band_table_matches_reference(path):
     assert bands.sum(axis=0).tolist() == info["mel_bands"]["num_bands_per_freq"]
 
 
+@pytest.mark.needs_shared
 @pytest.mark.parametrize("path", [p for p in KEY_FILES if p.name.startswith("scnet")],
                          ids=lambda p: p.name.removesuffix(".keys.json"))
 def test_scnet_band_layout_matches_reference(path):
@@ -244,6 +249,7 @@ def test_scnet_band_layout_matches_reference(path):
 
 # --- the MSST reader --------------------------------------------------------------------------------
 
+@pytest.mark.needs_shared
 def test_yaml_tuple_tag_reads_as_tuple():
     data = read_yaml(PARITY / "bs_roformer_1stem.small.yaml")
     assert isinstance(data["model"]["freqs_per_bands"], tuple)
@@ -252,6 +258,7 @@ def test_yaml_tuple_tag_reads_as_tuple():
     assert arch == "bs_roformer" and kwargs["target_instrument"] == "vocals"
 
 
+@pytest.mark.needs_shared
 def test_yaml_with_code_is_refused_without_running_it(tmp_path):
     marker = tmp_path / "ran"
     bad = tmp_path / "evil.yaml"
@@ -267,6 +274,7 @@ def test_yaml_with_code_is_refused_without_running_it(tmp_path):
     assert not marker.exists()
 
 
+@pytest.mark.needs_shared
 def test_architecture_is_inferred_or_named(tmp_path):
     expected = {"scnet_musdb18": "scnet", "bs_roformer_4stem": "bs_roformer",
                 "mel_band_roformer_2stem": "mel_band_roformer"}
@@ -289,6 +297,7 @@ def _copy_pair(name: str, folder: Path, ckpt_name: str, yaml_name: str) -> Path:
     return folder / ckpt_name
 
 
+@pytest.mark.needs_shared
 @pytest.mark.parametrize("wrap,prefix", [("state_dict", "module."), ("model", ""),
                                          ("model_state_dict", "_orig_mod."), ("state", "model.module."),
                                          (None, "module.")])
@@ -304,6 +313,7 @@ def test_wrapped_and_prefixed_state_dicts_load(tmp_path, wrap, prefix):
     assert all(torch.equal(v, ref[k]) for k, v in model.state_dict().items())
 
 
+@pytest.mark.needs_shared
 def test_explicit_config_argument(tmp_path):
     path = tmp_path / "weights.ckpt"
     shutil.copy(PARITY / "bs_roformer_4stem.small.ckpt", path)
@@ -313,6 +323,7 @@ def test_explicit_config_argument(tmp_path):
     assert model.sources == ("drums", "bass", "other", "vocals")
 
 
+@pytest.mark.needs_shared
 def test_missing_key_is_listed(tmp_path):
     state = torch.load(PARITY / "bs_roformer_1stem.small.ckpt", weights_only=True)
     del state["final_norm.gamma"]
@@ -323,6 +334,7 @@ def test_missing_key_is_listed(tmp_path):
         load_model(path)
 
 
+@pytest.mark.needs_shared
 def test_wrong_shape_is_reported(tmp_path):
     state = torch.load(PARITY / "scnet_xl_ihf.small.ckpt", weights_only=True)
     state["encoder.0.globalconv.bias"] = torch.zeros(3)
@@ -332,6 +344,7 @@ def test_wrong_shape_is_reported(tmp_path):
         load_model(path)
 
 
+@pytest.mark.needs_shared
 def test_checkpoint_with_python_objects_is_refused(tmp_path):
     state = torch.load(PARITY / "bs_roformer_1stem.small.ckpt", weights_only=True)
     path = _copy_pair("bs_roformer_1stem", tmp_path, "m.ckpt", "m.yaml")
@@ -340,6 +353,7 @@ def test_checkpoint_with_python_objects_is_refused(tmp_path):
         load_model(path)
 
 
+@pytest.mark.needs_shared
 def test_safetensors(tmp_path):
     state = torch.load(PARITY / "bs_roformer_1stem.small.ckpt", weights_only=True)
     path = _copy_pair("bs_roformer_1stem", tmp_path, "m.safetensors", "m.yaml")

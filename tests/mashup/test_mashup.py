@@ -15,7 +15,7 @@ from unbake.mashup.project import Mashup, MashupProject
 from unbake.stems import StemSet
 
 SR = 44100
-MUSDB = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "musdb18-7s" / "train"
+MUSDB = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "musdb18-7s" / "train"
 
 
 @pytest.fixture
@@ -179,6 +179,7 @@ def _stems_folder(name: str, folder: Path) -> Path:
     return folder
 
 
+@pytest.mark.needs_shared
 @pytest.mark.skipif(not (MUSDB / f"{SONG_A}.stem.mp4").is_file() or not (MUSDB / f"{SONG_B}.stem.mp4").is_file(),
                     reason="musdb18-7s previews not available")
 def test_real_mashup_vocals_right_band_left(tmp_path):

@@ -8,23 +8,12 @@ import unbake
 from unbake.errors import ModelError
 from unbake.hub.ensemble import Ensemble
 
+from conftest import FakeModel
 
-class Scaled(torch.nn.Module):
+
+def Scaled(sources, gains, samplerate=44100, segment=8000):
     """Stem k = gain[k] * mix: exact, checkable outputs at any sample rate."""
-
-    audio_channels = 2
-    max_segment_samples = None
-    track_normalize = False
-
-    def __init__(self, sources, gains, samplerate=44100, segment=8000):
-        super().__init__()
-        self.sources = tuple(sources)
-        self.gains = torch.tensor(gains, dtype=torch.float32)
-        self.samplerate = samplerate
-        self.segment_samples = segment
-
-    def forward(self, x):
-        return self.gains[None, :, None, None] * x[:, None]
+    return FakeModel(sources, gains, samplerate=samplerate, segment=segment)
 
 
 def _mix(seconds=1.0, sr=44100):

@@ -13,7 +13,7 @@ from unbake.remix import MasterSettings, Remix, integrated_lufs, limit_true_peak
 from unbake.remix.master import master, sample_true_peaks
 
 SR = 44100
-MUSDB = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "musdb18-7s" / "train"
+MUSDB = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "musdb18-7s" / "train"
 
 
 def test_integrated_loudness_of_a_reference_sine():
@@ -100,6 +100,7 @@ def test_real_song_example_file(example_song, tmp_path, monkeypatch):
     _check_written(remix, tmp_path)
 
 
+@pytest.mark.needs_shared
 def test_real_song_musdb_true_stems(tmp_path):
     files = sorted(MUSDB.glob("*.stem.mp4")) if MUSDB.is_dir() else []
     if not files:
