@@ -53,6 +53,40 @@ def fake_model():
     return FakeModel()
 
 
+TRACK_SR = 8000  # small tracks decode and train fast
+
+
+def make_folder_tracks(root: Path, n_tracks: int = 3, seconds: float = 1.0, with_mixture: bool = True,
+                       constant: bool = False, tonal: bool = False) -> list[Path]:
+    """Tracks as folders of ``drums.wav`` ...; with ``constant`` stem ``s`` of track ``k`` is the
+    constant ``(k + 1) / 10 + (s + 1) / 100`` so every sample says where it came from; with
+    ``tonal`` each stem is a tone in its own frequency band (separable, so a model can learn)."""
+    from unbake.audio import write_audio
+    from unbake.data.datasets import MUSDB_SOURCES, find_tracks
+
+    rng = np.random.default_rng(0)
+    n = int(seconds * TRACK_SR)
+    for k in range(n_tracks):
+        folder = root / f"Artist {k} - Song"
+        folder.mkdir(parents=True)
+        stems = []
+        for s, name in enumerate(MUSDB_SOURCES):
+            if constant:
+                x = np.full((2, n), (k + 1) / 10 + (s + 1) / 100, np.float32)
+            elif tonal:
+                f_hz = rng.uniform(150, 250) * 2.5 ** s
+                t = np.arange(n) / TRACK_SR
+                tone = 0.2 * np.sin(2 * np.pi * f_hz * t + rng.uniform(0, 6.28, (2, 1)))
+                x = (tone + 0.002 * rng.standard_normal((2, n))).astype(np.float32)
+            else:
+                x = (0.1 * rng.standard_normal((2, n))).astype(np.float32)
+            stems.append(x)
+            write_audio(folder / f"{name}.wav", x, TRACK_SR, bit_depth="32f")
+        if with_mixture:
+            write_audio(folder / "mixture.wav", np.sum(stems, axis=0), TRACK_SR, bit_depth="32f")
+    return find_tracks(root)
+
+
 def tone_mix(seconds: float = 2.0, sr: int = 44100, seed: int = 0) -> np.ndarray:
     """A stereo test signal: a centred 'voice' tone plus a hard-panned 'band' with noise."""
     rng = np.random.default_rng(seed)

@@ -15,37 +15,7 @@ from unbake.data.datasets import (MUSDB_SOURCES, ExcerptSampler, decode_track, f
                                   load_tracks, split_tracks, track_name)
 from unbake.errors import AudioError, ConfigError
 
-SR = 8000
-
-
-def make_folder_tracks(root: Path, n_tracks: int = 3, seconds: float = 1.0, with_mixture: bool = True,
-                       constant: bool = False, tonal: bool = False) -> list[Path]:
-    """Tracks as folders of ``drums.wav`` ...; with ``constant`` stem ``s`` of track ``k`` is the
-    constant ``(k + 1) / 10 + (s + 1) / 100`` so every sample says where it came from; with
-    ``tonal`` each stem is a tone in its own frequency band (separable, so a model can learn)."""
-    from unbake.audio import write_audio
-
-    rng = np.random.default_rng(0)
-    n = int(seconds * SR)
-    for k in range(n_tracks):
-        folder = root / f"Artist {k} - Song"
-        folder.mkdir(parents=True)
-        stems = []
-        for s, name in enumerate(MUSDB_SOURCES):
-            if constant:
-                x = np.full((2, n), (k + 1) / 10 + (s + 1) / 100, np.float32)
-            elif tonal:
-                f_hz = rng.uniform(150, 250) * 2.5 ** s
-                t = np.arange(n) / SR
-                tone = 0.2 * np.sin(2 * np.pi * f_hz * t + rng.uniform(0, 6.28, (2, 1)))
-                x = (tone + 0.002 * rng.standard_normal((2, n))).astype(np.float32)
-            else:
-                x = (0.1 * rng.standard_normal((2, n))).astype(np.float32)
-            stems.append(x)
-            write_audio(folder / f"{name}.wav", x, SR, bit_depth="32f")
-        if with_mixture:
-            write_audio(folder / "mixture.wav", np.sum(stems, axis=0), SR, bit_depth="32f")
-    return find_tracks(root)
+from conftest import TRACK_SR as SR, make_folder_tracks
 
 
 def test_find_and_decode_folder_tracks(tmp_path):

@@ -19,7 +19,7 @@ from unbake.train.config import config_from_dict, load_config
 from unbake.train.losses import LossConfig, l1_wave, mrstft, separation_loss
 from unbake.train.loop import STATE_NAME, Trainer, lr_factor, read_state
 
-from test_data import SR, make_folder_tracks
+from conftest import TRACK_SR as SR, make_folder_tracks
 
 REPO = Path(__file__).resolve().parents[2]
 TINY_MODEL = {"n_fft": 256, "hop_length": 64, "hidden": 16, "depth": 2, "full_res_bins": 64,

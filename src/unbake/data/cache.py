@@ -7,11 +7,11 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
+from .._common import atomic_path, write_text_atomic
 from ..errors import AudioError, ConfigError
 
 CACHE_VERSION = 1
@@ -26,27 +26,10 @@ def _key(path: Path, extra: str = "") -> str:
 
 def atomic_save_npy(path: Path, array: np.ndarray) -> None:
     """``np.save`` under a temporary name, then rename: a reader never sees half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            np.save(fh, array)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+        np.save(fh, array)
 
 
-def atomic_write_text(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 class AudioCache:
@@ -71,7 +54,7 @@ class AudioCache:
                 raise AudioError(f"{source}: decoded array must be (streams, channels, time), got {array.shape}")
             atomic_save_npy(arr_path, array)
             # metadata last: its presence marks a complete entry
-            atomic_write_text(meta_path, json.dumps(dict(meta, source=str(source)), indent=1))
+            write_text_atomic(meta_path, json.dumps(dict(meta, source=str(source)), indent=1))
         try:
             meta = json.loads(meta_path.read_text())
             array = np.load(arr_path, mmap_mode="r")

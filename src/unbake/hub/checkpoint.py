@@ -4,12 +4,12 @@ saved with ``torch.save`` and read back with ``weights_only=True`` (never execut
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from .._common import atomic_path
 from ..errors import CheckpointError
 from .architectures import model_from_config, resolve_architecture
 
@@ -38,16 +38,8 @@ def save_checkpoint(model: torch.nn.Module, path: str | os.PathLike, *, architec
 def atomic_torch_save(obj: Any, path: str | os.PathLike) -> None:
     """``torch.save`` to a temporary name in the target folder, then rename: a process killed
     at any moment leaves either the old file or the new one, never half of one."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
-    os.close(fd)
-    try:
+    with atomic_path(path) as tmp:
         torch.save(obj, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def read_tagged(path: str | os.PathLike, fmt: str, what: str) -> dict[str, Any]:

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import csv
 import os
-import tempfile
 from pathlib import Path
+
+from .._common import atomic_path
 
 
 def _rows(path: Path) -> list[dict[str, str]]:
@@ -44,12 +45,9 @@ def plot_curves(run_dir: str | os.PathLike, out_name: str = "curves.png") -> Pat
     ax_sdr.set(xlabel="step", ylabel="uSDR (dB)", title="validation")
     fig.tight_layout()
     target = run_dir / out_name
-    fd, tmp = tempfile.mkstemp(prefix=f".{out_name}.", suffix=".png", dir=run_dir)
-    os.close(fd)
     try:
-        fig.savefig(tmp, dpi=90)
-        os.replace(tmp, target)
+        with atomic_path(target, suffix=".png") as tmp:
+            fig.savefig(tmp, dpi=90)
     finally:
         plt.close(fig)
-        Path(tmp).unlink(missing_ok=True)
     return target
