@@ -167,6 +167,7 @@ def test_track_normalised_models_see_a_standardised_track(mix):
     assert np.allclose(stems["all"][:, inner], round_trip[:, inner], atol=1e-3)
 
 
+@pytest.mark.slow
 @pytest.mark.needs_shared
 @pytest.mark.skipif(not MUSDB_PREVIEWS.is_dir(), reason="shared MUSDB previews not present")
 def test_shipped_model_meets_its_targets_on_all_validation_tracks():

@@ -179,6 +179,7 @@ def _stems_folder(name: str, folder: Path) -> Path:
     return folder
 
 
+@pytest.mark.slow
 @pytest.mark.needs_shared
 @pytest.mark.skipif(not (MUSDB / f"{SONG_A}.stem.mp4").is_file() or not (MUSDB / f"{SONG_B}.stem.mp4").is_file(),
                     reason="musdb18-7s previews not available")

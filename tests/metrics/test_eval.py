@@ -57,6 +57,7 @@ def test_check_cli_json(tmp_path, wav_file):
     assert res.exit_code != 0 and "Traceback" not in res.output
 
 
+@pytest.mark.slow
 def test_eval_writes_tables_plots_and_resumes(tmp_path):
     root = _dataset(tmp_path)
     assert [t.name for t in find_tracks(root)] == ["track0", "track1"]
@@ -78,6 +79,7 @@ def test_eval_cli(tmp_path):
     assert "| vocals |" in res.output
 
 
+@pytest.mark.slow
 @pytest.mark.needs_shared
 @pytest.mark.skipif(not MUSDB_PREVIEWS.is_dir(), reason="shared MUSDB previews not present")
 def test_eval_on_real_previews(tmp_path):

@@ -203,6 +203,7 @@ def _cli_env() -> dict:
     return env
 
 
+@pytest.mark.slow
 def test_resume_after_kill_is_bit_exact(tmp_path):
     import yaml
 
@@ -268,6 +269,7 @@ def _ddp_worker(cfg_raw: dict, out: str) -> None:
         ddp.shutdown(info)
 
 
+@pytest.mark.slow
 def test_ddp_ranks_hold_identical_weights(tmp_path):
     from unbake.train import ddp
 
