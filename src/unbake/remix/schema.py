@@ -11,7 +11,7 @@ import json
 from pathlib import Path
 from typing import Annotated, Any, ClassVar, Iterator
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationInfo, model_validator
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationInfo, model_validator
 
 from .._schema import (ConfigModel, FilePath, Flag, Items, Number, Text, Time, fail, format_time, invalid, join,
                        neutral, parse_time, value_type)
@@ -297,14 +297,23 @@ def _text_keys(value: Any) -> Any:
     return {str(k): v for k, v in value.items()} if isinstance(value, dict) else value
 
 
+Tracks = Annotated[dict[str, TrackSettings], BeforeValidator(_text_keys)]
+
+
+class MixerSettings(ConfigModel):
+    """The mixer of a project alone (``tracks:`` and ``master:``): the studio's settings body."""
+
+    tracks: Tracks = Field(default_factory=dict)
+    master: MasterSettings = Field(default_factory=MasterSettings)
+
+
 class ProjectFile(ConfigModel):
     """A remix project file (see :mod:`unbake.remix.project` for the rendering rules)."""
 
     stems: Annotated[Path, FilePath("folder")] | None = Field(None, description="a folder of stems")
     song: Annotated[Path, FilePath("file")] | None = Field(None, description="a song, separated once, then cached")
     model: Annotated[str, Text()] | None = Field(None, description="separation model for `song:` (`unbake models`)")
-    tracks: dict[str, TrackSettings] = Field(default_factory=dict, description="one entry per stem; stems not "
-                                                                                 "listed play unchanged")
+    tracks: Tracks = Field(default_factory=dict, description="one entry per stem; stems not listed play unchanged")
     master: MasterSettings = Field(default_factory=MasterSettings)
     output: OutputSettings = Field(default_factory=OutputSettings)
     ab: AbList = Field(default_factory=list, description="A/B comparison (the original loudness-matched to "
@@ -315,13 +324,6 @@ class ProjectFile(ConfigModel):
                                                           examples=["ab.wav"])
     ab_crossfade_ms: Annotated[float, Number(0.0, 2000.0)] = Field(DEFAULT_CROSSFADE_MS,
                                                                    description="A/B cross-fades, ms")
-
-    @model_validator(mode="before")
-    @classmethod
-    def _stem_names(cls, data: Any) -> Any:
-        if isinstance(data, dict) and "tracks" in data:
-            data = {**data, "tracks": _text_keys(data["tracks"])}
-        return data
 
     @model_validator(mode="after")
     def _one_source(self, info: ValidationInfo) -> "ProjectFile":
@@ -395,5 +397,6 @@ def template_lines(model: type[ConfigModel], indent: int = 0, *, values: dict[st
         yield f"{line:<24} # {comment}" if comment else line
 
 
-__all__ = ["AbPoint", "AutomationPoint", "CompressorSettings", "EqBand", "MasterSettings", "OutputSettings",
+__all__ = ["AbPoint", "AutomationPoint", "CompressorSettings", "EqBand", "MasterSettings", "MixerSettings",
+           "OutputSettings",
            "ProjectFile", "ReverbSettings", "TrackSettings", "neutral_settings", "parse_time", "template_lines"]
