@@ -454,9 +454,10 @@ def format_time(seconds: float) -> str:
 # ------------------------------------------------------------------------------ YAML
 
 
-def parse_yaml(text: str, where: str) -> Any:
+def parse_yaml(text: str, where: str, *, syntax: str = "invalid YAML") -> Any:
     """``yaml.safe_load`` of ``text``, refusing files that are too large, too deeply nested or
-    hold integers too long to be settings, as a :class:`ConfigError` naming ``where``."""
+    hold integers too long to be settings, as a :class:`ConfigError` naming ``where`` (a syntax
+    error reads ``where: <syntax> at line L, column C: problem``)."""
     import yaml
 
     if len(text) > MAX_YAML_BYTES:
@@ -478,7 +479,7 @@ def parse_yaml(text: str, where: str) -> Any:
         mark = getattr(exc, "problem_mark", None)
         at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise ConfigError(f"{where}: invalid YAML{at}: {problem}") from None
+        raise ConfigError(f"{where}: {syntax}{at}: {problem}") from None
     except RecursionError:  # aliases of aliases beyond the scan's view
         raise ConfigError(f"{where}: nested too deeply") from None
 
@@ -527,7 +528,7 @@ def _check_ints(node, where: str) -> None:
 
 
 def load_yaml(path: str | os.PathLike, what: str = "project file", *,
-              shape: str = "(stems:, tracks:, ...)") -> Any:
+              shape: str = "(stems:, tracks:, ...)", syntax: str = "invalid YAML") -> Any:
     """Read a YAML mapping file; missing files, syntax errors, hostile content and documents
     that are not a mapping are :class:`ConfigError` naming the file (and line)."""
     p = Path(path)
@@ -541,7 +542,7 @@ def load_yaml(path: str | os.PathLike, what: str = "project file", *,
         text = p.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{p}: cannot read ({getattr(exc, 'strerror', None) or exc})") from exc
-    data = parse_yaml(text, str(p))
+    data = parse_yaml(text, str(p), syntax=syntax)
     if data is None:
         raise ConfigError(f"{p}: the {what} is empty")
     if not isinstance(data, dict):
