@@ -16,7 +16,7 @@ from typing import Any
 import yaml
 
 from ..errors import CheckpointError, ConfigError, DependencyError, UnsafeCheckpointError
-from .architectures import model_from_config, resolve_architecture
+from .architectures import resolve_architecture
 
 _TUPLE_TAG = "tag:yaml.org,2002:python/tuple"
 # wrapper keys seen around the state dict, best first: starrytong's training packages hold
@@ -213,7 +213,7 @@ def read(path: str | os.PathLike, *, entry: Any = None, config: str | os.PathLik
     The config comes from ``config`` if given, else from the catalogue ``entry``, else from a
     YAML beside the checkpoint (see :func:`find_config`). Weights load strictly.
     """
-    from .checkpoint import load_state_strict
+    from .checkpoint import build_for_state
 
     path = Path(path)
     if config is not None:
@@ -229,6 +229,4 @@ def read(path: str | os.PathLike, *, entry: Any = None, config: str | os.PathLik
                     "or pass config=)")
             found = read_config(beside)
         arch, kwargs = found
-    model = model_from_config(arch, kwargs)
-    load_state_strict(model, load_state(path), str(path))
-    return model.eval()
+    return build_for_state(arch, kwargs, load_state(path), str(path)).eval()
