@@ -50,7 +50,7 @@ _DEMUCS = {
     "norm_groups": Number(1, 64, **_INT), "dconv_depth": Number(0, 16, **_INT), "dconv_comp": Number(0.1, 64.0),
     "dconv_attn": Number(0, 16, **_INT), "dconv_lstm": Number(0, 16, **_INT), "bottom_channels": Number(0, 4096, **_INT),
     "t_layers": Number(0, 32, **_INT), "t_hidden_scale": Number(0.1, 16.0), "t_heads": Number(1, 64, **_INT),
-    "emb_scale": Number(0.0, 1000.0), "samplerate": Number(4000, 384000, **_INT), "segment": Number(0.01, 3600.0),
+    "emb_scale": Number(0.0, 1000.0), "freq_emb": Number(0.0, 100.0), "samplerate": Number(4000, 384000, **_INT), "segment": Number(0.01, 3600.0),
 }
 _ROFORMER = {
     "dim": Number(1, 4096, **_INT), "depth": Number(1, 64, **_INT), "num_stems": Number(1, 32, **_INT),

@@ -132,7 +132,10 @@ def read_package(path: str | os.PathLike) -> dict[str, Any]:
         with torch.serialization.safe_globals(allowed):
             pkg = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
-        raise UnsafeCheckpointError(f"{path}: refused by the restricted unpickler: {exc}") from exc
+        # torch wraps the unpickler's own reason (a refused value) in a long paragraph
+        reason = exc.__context__ if isinstance(exc.__context__, pickle.UnpicklingError) else exc
+        text = " ".join(str(reason).split())
+        raise UnsafeCheckpointError(f"{path}: refused by the restricted unpickler: {text}") from exc
     except Exception as exc:
         raise CheckpointError(f"{path}: cannot be read ({exc.__class__.__name__}: {exc})") from exc
     if not isinstance(pkg, dict) or not {"klass", "kwargs", "state"} <= pkg.keys():
