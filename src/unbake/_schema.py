@@ -103,7 +103,7 @@ def _num(x: float) -> str:
     return str(int(x)) if float(x).is_integer() else f"{x:g}"
 
 
-class _Value:
+class ValueType:
     """A value type for ``Annotated[...]``: ``check`` replaces pydantic's own validation, so
     the messages are ours; ``json`` is its JSON schema (for front ends and OpenAPI)."""
 
@@ -123,7 +123,7 @@ class _Value:
 
 
 @dataclass(frozen=True)
-class Number(_Value):
+class Number(ValueType):
     """A finite number in ``lo``..``hi`` (inclusive; None: unbounded); ``integer``: a whole
     number, returned as ``int``. Numeric text (``"3"``, ``"+3"``) is read as a number."""
 
@@ -181,7 +181,7 @@ class Number(_Value):
 
 
 @dataclass(frozen=True)
-class Flag(_Value):
+class Flag(ValueType):
     """``true`` or ``false`` (YAML booleans only: ``"yes"`` in quotes is text, not a flag)."""
 
     json: ClassVar[dict] = {"type": "boolean"}
@@ -193,7 +193,7 @@ class Flag(_Value):
 
 
 @dataclass(frozen=True)
-class Text(_Value):
+class Text(ValueType):
     """Text, optionally one of ``choices``; numbers are taken as their text (``bit_depth: 24``)."""
 
     choices: tuple[str, ...] | None = None
@@ -244,7 +244,7 @@ def time_seconds(value: Any) -> float:
 
 
 @dataclass(frozen=True)
-class Time(_Value):
+class Time(ValueType):
     """A time in seconds (see :func:`time_seconds`), at most ``max_s``; ``signed`` also takes
     ``-1.5`` / ``"-0:02"``; ``positive`` refuses 0."""
 
@@ -269,7 +269,7 @@ class Time(_Value):
 
 
 @dataclass(frozen=True)
-class Items(_Value):
+class Items(ValueType):
     """A list (``null`` is the empty list) whose items pydantic validates with the annotated
     type; ``message`` says what the list should hold when it is something else."""
 
@@ -291,7 +291,7 @@ class Items(_Value):
 
 
 @dataclass(frozen=True)
-class FilePath(_Value):
+class FilePath(ValueType):
     """A filesystem path; relative paths resolve against the file's folder (the validation
     context's ``base``). ``kind``: ``"file"``, ``"folder"`` or ``"any"`` must exist; None: any path."""
 
@@ -315,12 +315,12 @@ class FilePath(_Value):
         return p
 
 
-def value_type(field) -> _Value | None:
-    """The :class:`_Value` annotation of a pydantic field (also inside ``X | None``), if any."""
+def value_type(field) -> ValueType | None:
+    """The :class:`ValueType` annotation of a pydantic field (also inside ``X | None``), if any."""
     found = list(field.metadata)
     for arg in getattr(field.annotation, "__args__", ()):
         found += getattr(arg, "__metadata__", ())
-    return next((m for m in found if isinstance(m, _Value)), None)
+    return next((m for m in found if isinstance(m, ValueType)), None)
 
 
 # ------------------------------------------------------------------------------ models
@@ -435,10 +435,6 @@ def neutral(model: type[BaseModel]) -> dict[str, Any]:
 
 def parse_time(value: Any, path: str) -> float:
     """Seconds from a time value (see :func:`time_seconds`); errors name ``path``."""
-    return field_time(value, path)
-
-
-def field_time(value: Any, path: str) -> float:
     try:
         return time_seconds(value)
     except PydanticCustomError as exc:
@@ -561,6 +557,6 @@ def load_model_file(path: str | os.PathLike, parse, what: str = "project file"):
         raise ConfigError(f"{path}: {exc}") from None
 
 
-__all__ = ["ConfigModel", "FilePath", "Flag", "Items", "Number", "Text", "Time", "config_error", "describe",
+__all__ = ["ConfigModel", "FilePath", "ValueType", "Flag", "Items", "Number", "Text", "Time", "config_error", "describe",
            "fail", "field_value", "format_time", "invalid", "join", "load_model_file", "load_yaml", "neutral",
            "parse_time", "parse_yaml", "time_seconds", "validate", "value_type"]

@@ -126,7 +126,7 @@ def load_tracks(paths: list[Path], sources: tuple[str, ...], samplerate: int, ca
                 lambda: pitch_tempo(np.asarray(track.stems), samplerate, stretch, pitch), extra=extra))
             used += track.variants[-1].nbytes
         tracks.append(track)
-        log.info("prepared %d/%d tracks (%s): cache %.0f MB, about %.0f MB when done", i + 1, len(paths), name,
+        log.info("prepared %d/%d tracks (%s): cache %.1f MB, about %.1f MB when done", i + 1, len(paths), name,
                  used / 1e6, used / (i + 1) * len(paths) / 1e6)
     return tracks
 

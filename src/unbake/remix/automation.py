@@ -20,8 +20,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from .._schema import fail, format_time, join, validate
-from .schema import (AB_CHOICES, DEFAULT_CROSSFADE_MS, DEFAULT_RAMP_MS, MAX_RAMP_MS, AbList, AbPoint,
-                     AutomationList, AutomationPoint)
+from .schema import DEFAULT_CROSSFADE_MS, DEFAULT_RAMP_MS, AbList, AbPoint, AutomationList, AutomationPoint
 
 
 def parse_automation(value: Any, path: str) -> list[AutomationPoint]:
@@ -132,5 +131,4 @@ def ab_switch(remix: np.ndarray, original: np.ndarray, sample_rate: int, points:
     return out.astype(np.float32)
 
 
-__all__ = ["AB_CHOICES", "DEFAULT_CROSSFADE_MS", "DEFAULT_RAMP_MS", "MAX_RAMP_MS", "AbPoint", "AutomationPoint",
-           "ab_switch", "check_times", "parse_ab", "parse_automation", "ramp_envelope", "track_envelopes"]
+__all__ = ["AbPoint", "AutomationPoint", "ab_switch", "check_times", "parse_ab", "parse_automation", "ramp_envelope", "track_envelopes"]

@@ -9,8 +9,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from .._schema import fail, join, validate
-from .schema import (DEFAULT_Q, EQ_TYPES, FREQ_RANGE_HZ, CompressorSettings, EqBand, EqList, ReverbSettings,
-                     TrackSettings)
+from .schema import CompressorSettings, EqBand, EqList, ReverbSettings, TrackSettings
 
 
 def parse_eq(value: Any, path: str) -> list[EqBand]:
@@ -93,5 +92,4 @@ class TrackFx:
         return apply_chain(self.board(), audio, sample_rate)
 
 
-__all__ = ["DEFAULT_Q", "EQ_TYPES", "FREQ_RANGE_HZ", "CompressorSettings", "EqBand", "ReverbSettings", "TrackFx",
-           "apply_chain", "build_chain", "check_nyquist", "parse_compressor", "parse_eq", "parse_reverb"]
+__all__ = ["CompressorSettings", "EqBand", "ReverbSettings", "TrackFx", "apply_chain", "build_chain", "check_nyquist", "parse_compressor", "parse_eq", "parse_reverb"]

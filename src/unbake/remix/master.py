@@ -24,7 +24,7 @@ import numpy as np
 from ..errors import AudioError
 from .._schema import join, validate
 from .effects import apply_chain, build_chain, check_nyquist
-from .schema import DEFAULT_TRUE_PEAK_DB, MasterSettings
+from .schema import MasterSettings
 
 log = logging.getLogger(__name__)
 

@@ -92,9 +92,6 @@ def place(audio: np.ndarray, pan) -> np.ndarray:
 
 # ------------------------------------------------------------------------------ tracks and the bus
 
-TRACK_KEYS = tuple(TrackSettings.file_keys())
-
-
 def render_track(audio: np.ndarray, sample_rate: int, settings: TrackSettings, *, path: str = "") -> np.ndarray:
     """One track through its strip: ``audio (c, t)`` -> ``(2, t)`` float32."""
     frames = audio.shape[1]
@@ -130,5 +127,5 @@ def mix(stems: Mapping[str, np.ndarray], sample_rate: int, tracks: Mapping[str, 
     return bus.astype(np.float32)
 
 
-__all__ = ["TRACK_KEYS", "TrackSettings", "balance_gains", "mix", "pan_gains", "place",
+__all__ = ["TrackSettings", "balance_gains", "mix", "pan_gains", "place",
            "render_track", "to_stereo"]

@@ -60,13 +60,11 @@ from .automation import ab_switch, parse_ab, parse_automation
 from .effects import parse_compressor, parse_eq, parse_reverb
 from .master import integrated_lufs, master, parse_master, true_peak_db
 from .mixer import mix, to_stereo
-from .schema import (DEFAULT_CROSSFADE_MS, FORMATS, AbPoint, EqBand, MasterSettings, OutputSettings, ProjectFile,
+from .schema import (DEFAULT_CROSSFADE_MS, AbPoint, EqBand, MasterSettings, OutputSettings, ProjectFile,
                      TrackSettings, template_lines)
 
 log = logging.getLogger(__name__)
 
-PROJECT_KEYS = tuple(ProjectFile.file_keys())
-OUTPUT_KEYS = tuple(OutputSettings.file_keys())
 PROJECT_SUFFIXES = (".yaml", ".yml")
 
 

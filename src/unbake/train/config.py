@@ -13,7 +13,7 @@ from typing import Annotated, Any, ClassVar, Mapping
 
 from pydantic import BeforeValidator, ConfigDict, Field, ValidationInfo
 
-from .._schema import ConfigModel, Flag, Number, Text, _Value, describe, invalid, load_yaml, validate
+from .._schema import ConfigModel, Flag, Number, Text, ValueType, describe, invalid, load_yaml, validate
 from ..data.augment import AugmentConfig
 from ..errors import ConfigError
 from .losses import LossConfig
@@ -26,7 +26,7 @@ Count = Annotated[int, Number(0, integer=True)]
 PositiveInt = Annotated[int, Number(integer=True, positive=True)]
 
 
-class _RelPath(_Value):
+class _RelPath(ValueType):
     """A path as text; relative paths are taken from the config file's folder (context ``base``).
     The empty text stays empty (not set)."""
 
