@@ -167,3 +167,57 @@ def test_remix_example_renders(examples, tmp_path, monkeypatch):
 
     audio, sr = read_audio(tmp_path / "remix.wav")
     assert sr == SR and audio.shape[0] == 2 and np.abs(audio).max() > 0.01
+
+
+# ------------------------------------------------------------------------------ the catalogue and the training config
+
+
+CATALOGUE_MODEL = """
+[models.m]
+architecture = "htdemucs"
+format = "demucs-th"
+sources = ["drums", "bass"]
+samplerate = 44100
+"""
+
+
+@pytest.mark.parametrize("extra, message", [
+    ('descripton = "typo"\n', "catalogue: models.m.descripton: unknown key; did you mean 'description'?"),
+    ("config = {channels = 4096}\n", "catalogue: models.m.config: htdemucs setting channels: must be between 1 and 512"),
+    ("samplerate = -1\n[models.n]\n", "catalogue: models.m.samplerate: must be between 4000 and 384000, got -1"),
+    ('[ensembles.e]\nmodels = ["m"]\nsources = ["drums"]\nmethod = "mean"\n',
+     "catalogue: ensembles.e.method: must be one of average, median, got 'mean'"),
+    ('[ensembles.e]\nmodels = ["m"]\nsources = ["drums"]\nweigths = [[1.0]]\n',
+     "catalogue: ensembles.e.weigths: unknown key; did you mean 'weights'?"),
+])
+def test_catalogue_errors_name_the_key(extra, message):
+    from unbake.hub.catalogue import parse_catalogue
+
+    text = CATALOGUE_MODEL.replace("samplerate = 44100\n", "") if extra.startswith("samplerate") else CATALOGUE_MODEL
+    with pytest.raises(ConfigError) as exc:
+        parse_catalogue(text + extra)
+    assert message in str(exc.value)
+
+
+def test_shipped_catalogue_parses_with_every_setting_in_range():
+    from unbake.hub.catalogue import CATALOGUE_PATH, parse_catalogue
+
+    cat = parse_catalogue(CATALOGUE_PATH.read_text(encoding="utf-8"))
+    assert all(name == entry.name for name, entry in cat.models.items())
+
+
+@pytest.mark.parametrize("section, key, value, message", [
+    ("optim", "lr", "fast", "optim.lr: must be a number, got the text 'fast'"),
+    ("optim", "batch_size", 2.5, "optim.batch_size: must be a whole number, got 2.5"),
+    ("run", "tensorboard", "yes", "run.tensorboard: must be true or false, got the text 'yes'"),
+    ("data", "segment_s", -1, "data.segment_s: must be positive, got -1"),
+    ("augment", "remix_p", "often", "augment.remix_p"),
+])
+def test_training_config_types_are_config_errors(section, key, value, message):
+    from unbake.train.config import config_from_dict
+
+    raw = {"data": {"root": "data", "cache_dir": "cache"}}
+    raw.setdefault(section, {})[key] = value
+    with pytest.raises(ConfigError) as exc:
+        config_from_dict(raw)
+    assert message in str(exc.value)

@@ -356,14 +356,14 @@ def _yaml(value: Any) -> str:
     return json.dumps(value)
 
 
-def _comment(field) -> str:
+def _comment(field, example: bool = True) -> str:
     parts = []
     vt = value_type(field)
     if isinstance(vt, Number) and vt.range_text():
         parts.append(vt.range_text())
     if field.description:
         parts.append(field.description)
-    if field.examples and field.get_default(call_default_factory=True) in (None, []):
+    if example and field.examples and field.get_default(call_default_factory=True) in (None, []):
         parts.append(f"e.g. {_yaml(field.examples[0])}")
     return ", ".join(parts)
 
@@ -393,7 +393,7 @@ def template_lines(model: type[ConfigModel], indent: int = 0, *, values: dict[st
         if key in comment_out:
             prefix, value = "# ", field.examples[0] if field.examples else value
         line = f"{pad}{prefix}{key}: {_yaml(value)}"
-        comment = _comment(field) if key not in comment_out else field.description or ""
+        comment = _comment(field, example=key not in values) if key not in comment_out else field.description or ""
         yield f"{line:<24} # {comment}" if comment else line
 
 
