@@ -546,7 +546,7 @@ def load_yaml(path: str | os.PathLike, what: str = "project file", *,
     return data
 
 
-def load_model_file(path: str | os.PathLike, parse, what: str = "project file"):
+def load_settings_file(path: str | os.PathLike, parse, what: str = "project file"):
     """:func:`load_yaml` then ``parse(data, folder_of_the_file, path=path)``; a
     :class:`ConfigError` from ``parse`` gets the file name in front of the key path."""
     path = Path(path)
@@ -558,5 +558,5 @@ def load_model_file(path: str | os.PathLike, parse, what: str = "project file"):
 
 
 __all__ = ["ConfigModel", "FilePath", "ValueType", "Flag", "Items", "Number", "Text", "Time", "config_error", "describe",
-           "fail", "field_value", "format_time", "invalid", "join", "load_model_file", "load_yaml", "neutral",
+           "fail", "field_value", "format_time", "invalid", "join", "load_settings_file", "load_yaml", "neutral",
            "parse_time", "parse_yaml", "time_seconds", "validate", "value_type"]

@@ -55,7 +55,7 @@ import numpy as np
 from pydantic import BeforeValidator, Field, PrivateAttr, ValidationInfo, model_validator
 
 from .._schema import (ConfigModel, FilePath, Flag, Items, Number, Text, Time, describe, format_time, invalid,
-                       join, load_model_file, validate)
+                       join, load_settings_file, validate)
 from ..analysis.analyze import Analysis, Key, analyze_stems, parse_key
 from ..analysis.transforms import MAX_RATE, MAX_SEMITONES, MIN_RATE, MatchPlan, match, stretch_and_shift
 from ..errors import AudioError, ConfigError
@@ -246,7 +246,7 @@ class MashupProject(ConfigModel):
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> "MashupProject":
-        return load_model_file(path, cls.parse)
+        return load_settings_file(path, cls.parse)
 
 
 # ------------------------------------------------------------------------------ rendering

@@ -52,7 +52,7 @@ from typing import Any, Iterable, Mapping, Sequence
 import numpy as np
 from pydantic import PrivateAttr
 
-from .._schema import fail, field_value, join, load_model_file, validate
+from .._schema import fail, field_value, join, load_settings_file, validate
 from ..errors import AudioError, ConfigError
 from ..separation_cache import separate_cached
 from ..stems import StemSet
@@ -139,7 +139,7 @@ class Project(ProjectFile):
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> "Project":
-        return load_model_file(path, cls.parse)
+        return load_settings_file(path, cls.parse)
 
 
 # ------------------------------------------------------------------------------ the mixer object
