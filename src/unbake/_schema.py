@@ -315,6 +315,17 @@ class FilePath(ValueType):
         return p
 
 
+def internal(default: Any) -> Any:
+    """A model field that is an attribute of the object, not a key of the file."""
+    from pydantic import Field
+
+    return Field(default, json_schema_extra={"internal": True})
+
+
+def is_internal(field) -> bool:
+    return isinstance(field.json_schema_extra, dict) and bool(field.json_schema_extra.get("internal"))
+
+
 def value_type(field) -> ValueType | None:
     """The :class:`ValueType` annotation of a pydantic field (also inside ``X | None``), if any."""
     found = list(field.metadata)
@@ -332,8 +343,8 @@ class ConfigModel(BaseModel):
     Validating user data (:func:`validate`, which always passes a context) refuses unknown keys
     with a suggestion and the list of allowed ones, treats an explicit ``null`` as "not given"
     (except for the fields in ``keep_null``) and checks that keys excluding each other
-    (``exclusive``) are not both given. Fields marked ``internal`` (``json_schema_extra``) are
-    attributes of the object, not keys of the file.
+    (``exclusive``) are not both given. Fields declared with :func:`internal` are attributes of
+    the object, not keys of the file.
     """
 
     model_config = ConfigDict(extra="forbid", validate_by_name=True, validate_by_alias=True,
@@ -346,8 +357,7 @@ class ConfigModel(BaseModel):
     @classmethod
     def file_keys(cls) -> list[str]:
         """The keys a file may use here, in declaration order."""
-        return [f.alias or name for name, f in cls.model_fields.items()
-                if not (isinstance(f.json_schema_extra, dict) and f.json_schema_extra.get("internal"))]
+        return [f.alias or name for name, f in cls.model_fields.items() if not is_internal(f)]
 
     @model_validator(mode="before")
     @classmethod
@@ -426,8 +436,7 @@ def field_value(model: type[BaseModel], name: str, value: Any, path: str = "") -
 def neutral(model: type[BaseModel]) -> dict[str, Any]:
     """The model's defaults as plain JSON-able data, under the file's key names."""
     return model().model_dump(mode="json", by_alias=True,
-                              exclude={n for n, f in model.model_fields.items()
-                                       if isinstance(f.json_schema_extra, dict) and f.json_schema_extra.get("internal")})
+                              exclude={n for n, f in model.model_fields.items() if is_internal(f)})
 
 
 # ------------------------------------------------------------------------------ times
@@ -558,5 +567,5 @@ def load_settings_file(path: str | os.PathLike, parse, what: str = "project file
 
 
 __all__ = ["ConfigModel", "FilePath", "ValueType", "Flag", "Items", "Number", "Text", "Time", "config_error", "describe",
-           "fail", "field_value", "format_time", "invalid", "join", "load_settings_file", "load_yaml", "neutral",
+           "fail", "field_value", "format_time", "internal", "invalid", "is_internal", "join", "load_settings_file", "load_yaml", "neutral",
            "parse_time", "parse_yaml", "time_seconds", "validate", "value_type"]

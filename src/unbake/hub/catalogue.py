@@ -11,7 +11,7 @@ from typing import Annotated, Any
 
 from pydantic import ConfigDict, Field, model_validator
 
-from .._schema import ConfigModel, Number, Text, invalid, validate
+from .._schema import ConfigModel, Number, Text, internal, invalid, validate
 from ..errors import ConfigError, ModelError, UnknownModelError
 from .architectures import check_settings, resolve_architecture
 from .download import is_cached
@@ -44,7 +44,7 @@ class ModelEntry(_Entry):
     """A model of the catalogue (the comment at the top of ``catalogue.toml`` says what each
     key means)."""
 
-    name: str = Field("", json_schema_extra={"internal": True})
+    name: str = internal("")
     architecture: Name
     format: Annotated[str, Text(FORMATS)]
     sources: tuple[Name, ...]
@@ -71,7 +71,7 @@ class ModelEntry(_Entry):
 class EnsembleEntry(_Entry):
     """Models whose outputs are combined per source (rows of ``weights`` = models)."""
 
-    name: str = Field("", json_schema_extra={"internal": True})
+    name: str = internal("")
     models: tuple[Name, ...]
     sources: tuple[Name, ...]
     weights: tuple[tuple[Annotated[float, Number(0.0)], ...], ...] | None = None

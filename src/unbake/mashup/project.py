@@ -54,8 +54,8 @@ from typing import Annotated, Any, ClassVar, Mapping
 import numpy as np
 from pydantic import BeforeValidator, Field, PrivateAttr, ValidationInfo, model_validator
 
-from .._schema import (ConfigModel, FilePath, Flag, Items, Number, Text, Time, describe, format_time, invalid,
-                       join, load_settings_file, validate)
+from .._schema import (ConfigModel, FilePath, Flag, Items, Number, Text, Time, describe, format_time, internal,
+                       invalid, join, load_settings_file, validate)
 from ..analysis.analyze import Analysis, Key, analyze_stems, parse_key
 from ..analysis.transforms import MAX_RATE, MAX_SEMITONES, MIN_RATE, MatchPlan, match, stretch_and_shift
 from ..errors import AudioError, ConfigError
@@ -108,8 +108,8 @@ class SongSpec(ConfigModel):
     model: Annotated[str, Text()] | None = Field(None, description="separation model for a song file")
     bpm: Bpm | None = Field(None, description="the song's tempo (skips the analysis)")
     key: Annotated[Key, _KeyName()] | None = Field(None, description="the song's key, e.g. \"D minor\"")
-    name: str = Field("", json_schema_extra={"internal": True})
-    stems: Path | None = Field(None, json_schema_extra={"internal": True})
+    name: str = internal("")
+    stems: Path | None = internal(None)
 
     @model_validator(mode="after")
     def _folder_or_file(self) -> "SongSpec":
@@ -159,9 +159,9 @@ class TrackSpec(TrackSettings):
     align: Annotated[str, Text(ALIGN_CHOICES)] | None = None
     sections: Annotated[list[Section], Items("must be a non-empty list of {from, to, at}", non_empty=True)] | None = None
     channel: Annotated[str, Text(CHANNELS)] | None = None
-    where: str = Field("", json_schema_extra={"internal": True})
-    song: str = Field("", json_schema_extra={"internal": True})
-    stems: tuple[str, ...] = Field((), json_schema_extra={"internal": True})
+    where: str = internal("")
+    song: str = internal("")
+    stems: tuple[str, ...] = internal(())
 
     @model_validator(mode="after")
     def _song_and_stems(self) -> "TrackSpec":

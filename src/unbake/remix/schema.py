@@ -13,8 +13,8 @@ from typing import Annotated, Any, ClassVar, Iterator
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationInfo, model_validator
 
-from .._schema import (ConfigModel, FilePath, Flag, Items, Number, Text, Time, fail, format_time, invalid, join,
-                       neutral, parse_time, value_type)
+from .._schema import (ConfigModel, FilePath, Flag, Items, Number, Text, Time, fail, format_time, internal, invalid,
+                       is_internal, join, neutral, parse_time, value_type)
 
 EQ_TYPES = ("low_shelf", "high_shelf", "peak", "low_pass", "high_pass")
 # pedalboard's low/high-pass filters are first order (6 dB/octave): they take no gain and no Q
@@ -230,7 +230,7 @@ class MasterSettings(ConfigModel):
         None, description="limiter ceiling in dBTP (default -1 once loudness_lufs is set)", examples=[-1.0])
     release_ms: Annotated[float, Number(1.0, 5000.0)] = Field(100.0, alias="limiter_release_ms",
                                                                description="limiter release, ms")
-    lookahead_ms: float = Field(5.0, json_schema_extra={"internal": True})
+    lookahead_ms: float = internal(5.0)
 
     @model_validator(mode="after")
     def _default_ceiling(self, info: ValidationInfo) -> "MasterSettings":
@@ -377,7 +377,7 @@ def template_lines(model: type[ConfigModel], indent: int = 0, *, values: dict[st
     pad = " " * indent
     values = values or {}
     for name, field in model.model_fields.items():
-        if isinstance(field.json_schema_extra, dict) and field.json_schema_extra.get("internal"):
+        if is_internal(field):
             continue
         key = field.alias or name
         if only is not None and key not in only:
