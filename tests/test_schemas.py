@@ -221,3 +221,19 @@ def test_training_config_types_are_config_errors(section, key, value, message):
     with pytest.raises(ConfigError) as exc:
         config_from_dict(raw)
     assert message in str(exc.value)
+
+
+def test_shipped_architecture_configs_are_in_range_and_hostile_ones_are_not_read(tmp_path):
+    import unbake.hub
+    from unbake.hub.architectures import check_settings, resolve_architecture
+    from unbake.hub.msst import read_config
+
+    configs = sorted(Path(unbake.hub.__file__).with_name("configs").glob("*.yaml"))
+    assert configs
+    for path in configs:
+        arch, kwargs = read_config(path)
+        check_settings(resolve_architecture(arch), kwargs)
+    hostile = tmp_path / "deep.yaml"
+    hostile.write_text("model: " + "[" * 50_000 + "]" * 50_000 + "\n")
+    with pytest.raises(ConfigError, match=f"nested more than {MAX_YAML_DEPTH} levels deep"):
+        read_config(hostile)

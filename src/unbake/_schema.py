@@ -459,10 +459,11 @@ def format_time(seconds: float) -> str:
 # ------------------------------------------------------------------------------ YAML
 
 
-def parse_yaml(text: str, where: str, *, syntax: str = "invalid YAML") -> Any:
+def parse_yaml(text: str, where: str, *, syntax: str = "invalid YAML", loader: type | None = None) -> Any:
     """``yaml.safe_load`` of ``text``, refusing files that are too large, too deeply nested or
     hold integers too long to be settings, as a :class:`ConfigError` naming ``where`` (a syntax
-    error reads ``where: <syntax> at line L, column C: problem``)."""
+    error reads ``where: <syntax> at line L, column C: problem``). ``loader``: a subclass of
+    ``yaml.SafeLoader`` (for a format with extra tags)."""
     import yaml
 
     if len(text) > MAX_YAML_BYTES:
@@ -473,7 +474,7 @@ def parse_yaml(text: str, where: str, *, syntax: str = "invalid YAML") -> Any:
         # the flat event stream
         if _depth(text) > MAX_YAML_DEPTH:
             raise ConfigError(f"{where}: nested more than {MAX_YAML_DEPTH} levels deep")
-        loader = yaml.SafeLoader(text)
+        loader = (loader or yaml.SafeLoader)(text)
         try:
             node = loader.get_single_node()
             _check_ints(node, where)
