@@ -10,7 +10,7 @@ SRC = Path(__file__).resolve().parents[1] / "src" / "unbake"
 
 # Lower layers first; a module may import only from its own layer or lower ones.
 LAYERS = [
-    {"errors", "_common"},
+    {"errors", "_common", "_schema"},
     {"audio"},
     {"models", "metrics"},
     {"engine", "hub"},

@@ -141,3 +141,81 @@ def test_training_metadata_of_official_files_stays_inert():
     # the OmegaConf config becomes a stand-in that holds data and has no behaviour
     assert isinstance(pkg["training_args"], demucs_checkpoint._Inert)
     assert "omegaconf" not in sys.modules
+
+
+# ------------------------------------------------------------------------------ hostile settings
+
+
+class _HugeFraction:
+    """Pickles as ``fractions.Fraction("1e1000000000")``, as a hostile file can (building it
+    here would compute a billion-digit number)."""
+
+    def __reduce__(self):
+        return (Fraction, ("1e1000000000",))
+
+
+_PEAK_RSS = """
+import resource, sys
+from unbake.errors import CheckpointError
+from unbake.hub import demucs_checkpoint
+try:
+    demucs_checkpoint.read(sys.argv[1])
+    print("loaded")
+except CheckpointError as exc:
+    print("refused:", exc)
+print("peak_mb", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+"""
+
+
+def _read_in_subprocess(path: Path) -> tuple[str, float]:
+    """``(first line, peak RSS in MB)`` of reading ``path`` in a fresh process; a hang is a
+    failure (the timeout is far above the second or two a refusal takes)."""
+    import subprocess
+
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
+    res = subprocess.run([sys.executable, "-c", _PEAK_RSS, str(path)], capture_output=True, text=True,
+                         timeout=120, env=env)
+    assert res.returncode == 0, res.stderr[-2000:]
+    lines = res.stdout.strip().splitlines()
+    return lines[0], float(lines[-1].split()[1])
+
+
+@pytest.mark.parametrize("changes, message", [
+    ({"channels": 4096}, "htdemucs setting channels: must be between 1 and 512, got 4096"),
+    # in range, but the file's weights are those of an 8-channel model: refused on the shapes of
+    # a model built on the meta device, before a 400-channel model (~12 GB) is allocated
+    ({"channels": 400}, "weights do not match the architecture"),
+])
+def test_huge_settings_are_refused_before_allocating(tmp_path, fake_demucs, changes, message):
+    pkg = _package(fake_demucs["HTDemucs"])
+    pkg["kwargs"].update(changes)
+    path = tmp_path / "huge.th"
+    torch.save(pkg, path)
+    first, peak_mb = _read_in_subprocess(path)
+    assert first.startswith("refused:") and message in first, first
+    # torch alone takes a few hundred MB; building the model first took 7 GB and more
+    assert peak_mb < 1500, peak_mb
+
+
+def test_a_huge_fraction_does_not_hang_the_loader(tmp_path, fake_demucs):
+    path = tmp_path / "fraction.th"
+    torch.save(_package(fake_demucs["HTDemucs"], kwargs={**SMALL_KWARGS, "segment": _HugeFraction()}), path)
+    first, _ = _read_in_subprocess(path)
+    assert first.startswith("refused:") and "not a fraction" in first, first
+
+
+@pytest.mark.parametrize("changes, message", [
+    ({"channels": -3}, "channels: must be between 1 and 512, got -3"),
+    ({"channels": "wide"}, "channels: must be a number, got the text 'wide'"),
+    ({"depth": 2.5}, "depth: must be a whole number, got 2.5"),
+    ({"dconv_mode": "x"}, "cannot build htdemucs from these settings (TypeError"),
+    ({"sources": 5}, "cannot build htdemucs from these settings (TypeError"),
+])
+def test_wrong_settings_are_one_line_checkpoint_errors(tmp_path, fake_demucs, changes, message):
+    pkg = _package(fake_demucs["HTDemucs"])
+    pkg["kwargs"].update(changes)
+    path = tmp_path / "wrong.th"
+    torch.save(pkg, path)
+    with pytest.raises(CheckpointError) as exc:
+        demucs_checkpoint.read(path)
+    assert message in str(exc.value) and "\n" not in str(exc.value)

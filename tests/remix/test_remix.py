@@ -13,7 +13,8 @@ from unbake.remix import (Remix, TrackSettings, build_chain, integrated_lufs, pa
                           ramp_envelope)
 from unbake.remix.automation import ab_switch, parse_ab, track_envelopes
 from unbake.remix.mixer import balance_gains
-from unbake.remix.schema import check_keys, get_number, parse_time
+from unbake.remix.schema import parse_time
+from unbake._schema import validate
 
 SR = 44100
 
@@ -265,9 +266,9 @@ def test_validator_messages_name_the_key():
         parse_eq([{"type": "peak", "freq_hz": 100}, {"type": "peak", "freq_hz": 50000}], "tracks.vocals.eq")
     assert str(exc.value) == "tracks.vocals.eq[1].freq_hz: must be between 10 and 22000, got 50000"
     with pytest.raises(ConfigError, match=r"^tracks\.bass\.gian_db: unknown key; did you mean 'gain_db'\?"):
-        check_keys({"gian_db": 1}, ("gain_db", "pan"), "tracks.bass")
+        validate(TrackSettings, {"gian_db": 1}, "tracks.bass")
     with pytest.raises(ConfigError, match=r"^a\.pan: must be a number, got the text 'left'"):
-        get_number({"pan": "left"}, "pan", "a")
+        validate(TrackSettings, {"pan": "left"}, "a")
     with pytest.raises(ConfigError, match=r"tracks\.a\.eq\[0\]\.q: not used by high_pass"):
         parse_eq([{"type": "high_pass", "freq_hz": 100, "q": 2}], "tracks.a.eq")
     with pytest.raises(ConfigError, match=r"tracks\.a\.eq\[0\]\.type: must be one of low_shelf"):

@@ -321,3 +321,55 @@ def test_cli_train_refuses_to_overwrite_a_run(tmp_path):
     assert res.exit_code != 0 and "--resume" in res.output
     res = runner.invoke(app, ["train", str(cfg_path), "--resume", "--quiet"])
     assert res.exit_code == 0, res.output
+
+
+def test_data_folder_from_the_command_line(tmp_path, monkeypatch):
+    """A fresh clone has no data where configs/train_small.yaml looks: the error says how to
+    give it, and --data gives it (relative to the working folder, not the config)."""
+    import shutil
+
+    import yaml
+    from typer.testing import CliRunner
+
+    from unbake.cli import app
+
+    raw = tiny_config(tmp_path, optim__steps=1)
+    data = raw["data"]["root"]
+    raw["data"]["root"] = "../nowhere"
+    cfg_path = tmp_path / "configs" / "cfg.yaml"
+    cfg_path.parent.mkdir()
+    cfg_path.write_text(yaml.safe_dump(raw))
+    runner = CliRunner()
+    res = runner.invoke(app, ["train", str(cfg_path), "--quiet"])
+    assert res.exit_code != 0 and "Traceback" not in res.output
+    assert "data.root: no such folder" in res.output and "--data PATH" in res.output
+    assert not (tmp_path / "run").exists()
+    shutil.copytree(data, tmp_path / "here")
+    monkeypatch.chdir(tmp_path)
+    cfg = load_config(cfg_path, data_root="here")
+    assert cfg.data.root == str(tmp_path / "here")
+    res = runner.invoke(app, ["train", str(cfg_path), "--data", "here", "--quiet"])
+    assert res.exit_code == 0, res.output
+    del raw["data"]["root"]
+    with pytest.raises(ConfigError, match=r"data\.root: no training data folder; give the folder .* --data PATH"):
+        config_from_dict(raw)
+
+
+def test_data_preparation_reports_progress_and_disk_use(tmp_path, caplog):
+    import logging
+
+    from unbake.data.cache import AudioCache
+    from unbake.data.datasets import find_tracks, load_tracks
+
+    cfg = config_from_dict(tiny_config(tmp_path, augment__pitch_tempo_variants=1))
+    paths = find_tracks(cfg.data.root)
+    with caplog.at_level(logging.INFO, logger="unbake.data.datasets"):
+        tracks = load_tracks(paths, cfg.data.sources, cfg.data.samplerate, AudioCache(cfg.data.cache_dir),
+                             augment=cfg.augment, seed=cfg.seed)
+    lines = [r.getMessage() for r in caplog.records if r.name == "unbake.data.datasets"]
+    assert lines[0].startswith(f"preparing {len(paths)} tracks") and "1 pitch/tempo variant" in lines[0]
+    progress = [line for line in lines if line.startswith("prepared ")]
+    assert len(progress) == len(paths) and progress[-1].startswith(f"prepared {len(paths)}/{len(paths)}")
+    used_mb = sum(t.stems.nbytes + sum(v.nbytes for v in t.variants) +
+                  (t.mixture.nbytes if t.mixture is not None else 0) for t in tracks) / 1e6
+    assert used_mb > 0 and f"cache {used_mb:.1f} MB" in progress[-1]

@@ -60,7 +60,7 @@ def remix(
         else:
             from ..remix.project import Project
 
-            project = Project(source=source_from_path(target, name))
+            project = Project.parse({}, source=source_from_path(target, name))
             project.output.path = out or _default_out(target)
             mixer = Remix.from_parsed(project, progress=bar)
     _apply_options(mixer, gain or [], pan or [], mute or [], solo or [], loudness, true_peak)
@@ -102,8 +102,7 @@ def _pair(option: str, text: str) -> tuple[str, float]:
 
 
 def _apply_options(mixer, gains, pans, mutes, solos, loudness, true_peak) -> None:
-    from ..remix.master import DEFAULT_TRUE_PEAK_DB
-    from ..remix.schema import get_number
+    from ..remix.schema import DEFAULT_TRUE_PEAK_DB
 
     for text in gains:
         mixer.gain(*_pair("--gain", text))
@@ -115,11 +114,24 @@ def _apply_options(mixer, gains, pans, mutes, solos, loudness, true_peak) -> Non
         mixer.solo(stem)
     settings = mixer.master_settings
     if loudness is not None:
-        settings.loudness_lufs = get_number({"--loudness": loudness}, "--loudness", "", None, -70.0, 0.0)
+        settings.loudness_lufs = _master_option("--loudness", "loudness_lufs", loudness)
         if settings.true_peak_db is None and true_peak is None:
             settings.true_peak_db = DEFAULT_TRUE_PEAK_DB
     if true_peak is not None:
-        settings.true_peak_db = get_number({"--true-peak": true_peak}, "--true-peak", "", None, -30.0, 0.0)
+        settings.true_peak_db = _master_option("--true-peak", "true_peak_db", true_peak)
+
+
+def _master_option(option: str, key: str, value: float) -> float:
+    """``value`` checked against the range the project file declares for ``master.<key>``;
+    the message names the flag."""
+    from .._schema import field_value
+    from ..errors import ConfigError
+    from ..remix.schema import MasterSettings
+
+    try:
+        return field_value(MasterSettings, key, value)
+    except ConfigError as exc:
+        raise ConfigError(f"{option}: {str(exc).partition(': ')[2]}") from None
 
 
 def _figures(path: Path) -> str:

@@ -1,4 +1,4 @@
-"""`unbake train CONFIG.yaml [--resume] [--out DIR]` (also one process of a `torchrun` run)."""
+"""`unbake train CONFIG.yaml [--data DIR] [--resume] [--out DIR]` (also one process of a `torchrun` run)."""
 
 from __future__ import annotations
 
@@ -17,17 +17,19 @@ def train(
     resume: bool = typer.Option(False, "--resume", help="Continue the run in the output folder from its last state."),
     outdir: Optional[Path] = typer.Option(None, "--out", help="Run folder (default: out_dir of the config)."),
     max_steps: Optional[int] = typer.Option(None, "--max-steps", help="Stop after this many steps in this call."),
+    data: Optional[Path] = typer.Option(None, "--data", help="Training data folder (replaces data.root of the config)."),
     verbose: bool = typer.Option(True, "--verbose/--quiet", help="Log progress to stderr."),
 ) -> None:
     """Train or fine-tune a separation model; states in OUT/state.pt, best weights in OUT/best_model.pt."""
     import logging
 
-    from ..train.config import load_config
+    from ..train.config import check_data_folder, load_config
     from ..train.loop import run_training
 
     if verbose:
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", force=True)
-    cfg = load_config(config)
+    cfg = load_config(config, data_root=data)
+    check_data_folder(cfg)
     result = run_training(cfg, outdir, resume=resume, max_steps=max_steps)
     best = result.get("best")
     if best:

@@ -102,24 +102,32 @@ def decode_track(path: Path, sources: tuple[str, ...], samplerate: int) -> tuple
 
 def load_tracks(paths: list[Path], sources: tuple[str, ...], samplerate: int, cache: AudioCache,
                 *, augment: AugmentConfig | None = None, seed: int = 0) -> list[Track]:
-    """Decode (or read from the cache) every track, and precompute its pitch/tempo variants."""
+    """Decode (or read from the cache) every track, and precompute its pitch/tempo variants.
+
+    Logs every track as it is ready, with the cache's disk use so far and the expected total
+    (decoding and variants take minutes on a large set; the cache holds float32 audio)."""
     tracks = []
     extra = f"{','.join(sources)}@{samplerate}"
+    variants = augment.pitch_tempo_variants if augment is not None else 0
+    log.info("preparing %d tracks in %s (decoded once%s, then read from the cache)", len(paths), cache.root,
+             f", plus {variants} pitch/tempo variant(s) each" if variants else "")
+    used = 0
     for i, path in enumerate(paths):
         arr, meta = cache.get(path, lambda p: decode_track(p, sources, samplerate), extra=extra)
         if tuple(meta["names"][1:]) != tuple(sources):
             raise ConfigError(f"cache entry for {path} holds {meta['names']}, expected {sources}")
+        used += arr.nbytes
         name = track_name(path)
         track = Track(name, path, arr[1:], arr[0] if meta["has_mixture"] else None, samplerate)
-        if augment is not None:
-            for v in range(augment.pitch_tempo_variants):
-                stretch, pitch = variant_params(seed, name, v, augment)
-                track.variants.append(cache.variant(
-                    path, f"{v}_{stretch:.4f}_{pitch:+.1f}",
-                    lambda: pitch_tempo(np.asarray(track.stems), samplerate, stretch, pitch), extra=extra))
+        for v in range(variants):
+            stretch, pitch = variant_params(seed, name, v, augment)
+            track.variants.append(cache.variant(
+                path, f"{v}_{stretch:.4f}_{pitch:+.1f}",
+                lambda: pitch_tempo(np.asarray(track.stems), samplerate, stretch, pitch), extra=extra))
+            used += track.variants[-1].nbytes
         tracks.append(track)
-        if (i + 1) % 10 == 0 or i + 1 == len(paths):
-            log.info("prepared %d/%d tracks", i + 1, len(paths))
+        log.info("prepared %d/%d tracks (%s): cache %.1f MB, about %.1f MB when done", i + 1, len(paths), name,
+                 used / 1e6, used / (i + 1) * len(paths) / 1e6)
     return tracks
 
 

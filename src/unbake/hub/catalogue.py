@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import difflib
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
-from ..errors import ConfigError, UnknownModelError
+from pydantic import ConfigDict, Field, model_validator
+
+from .._schema import ConfigModel, Number, Text, internal, invalid, validate
+from ..errors import ConfigError, ModelError, UnknownModelError
+from .architectures import check_settings, resolve_architecture
 from .download import is_cached
 
 if sys.version_info >= (3, 11):
@@ -18,96 +22,83 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 CATALOGUE_PATH = Path(__file__).with_name("catalogue.toml")
+FORMATS = ("builtin", "demucs-th", "msst", "unbake")
+Name = Annotated[str, Text()]
 
 
-@dataclass(frozen=True)
-class FileSpec:
+class _Entry(ConfigModel):
+    model_config = ConfigDict(frozen=True)
+
+
+class FileSpec(_Entry):
     """One downloadable file of a model."""
 
-    name: str
-    url: str
-    sha256: str | None = None
-    sha256_prefix: str | None = None
-    size: int | None = None
+    name: Name
+    url: Name
+    sha256: Annotated[str, Text()] | None = Field(None, description="the whole SHA-256, hex")
+    sha256_prefix: Annotated[str, Text()] | None = Field(None, description="its first hex digits")
+    size: Annotated[int, Number(0, integer=True)] | None = Field(None, description="bytes")
 
 
-@dataclass(frozen=True)
-class ModelEntry:
-    name: str
-    architecture: str
-    format: str
-    sources: tuple[str, ...]
-    samplerate: int
-    licence: str = "unstated"
-    description: str = ""
+class ModelEntry(_Entry):
+    """A model of the catalogue (the comment at the top of ``catalogue.toml`` says what each
+    key means)."""
+
+    name: str = internal("")
+    architecture: Name
+    format: Annotated[str, Text(FORMATS)]
+    sources: tuple[Name, ...]
+    samplerate: Annotated[int, Number(4000, 384000, integer=True)]
+    licence: Name = "unstated"
+    description: Name = ""
     files: tuple[FileSpec, ...] = ()
-    config: dict[str, Any] = field(default_factory=dict)
-    config_file: str | None = None
-    target: str | None = None
-    package_file: str | None = None
-    segment_s: float | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
+    config: dict[str, Any] = Field(default_factory=dict)
+    config_file: Annotated[str, Text()] | None = None
+    target: Annotated[str, Text()] | None = None
+    package_file: Annotated[str, Text()] | None = None
+    segment_s: Annotated[float, Number(positive=True, hi=3600.0)] | None = None
+
+    @model_validator(mode="after")
+    def _settings_in_range(self) -> "ModelEntry":
+        # the architecture's settings are checked when the catalogue is read, not when a model is built
+        try:
+            check_settings(resolve_architecture(self.architecture), self.config)
+        except ModelError as exc:
+            raise invalid(str(exc), "config") from None
+        return self
 
 
-@dataclass(frozen=True)
-class EnsembleEntry:
-    name: str
-    models: tuple[str, ...]
-    sources: tuple[str, ...]
-    weights: tuple[tuple[float, ...], ...] | None = None
-    method: str = "average"
-    segment_s: tuple[float | None, ...] | None = None
-    description: str = ""
-    licence: str = "unstated"
+class EnsembleEntry(_Entry):
+    """Models whose outputs are combined per source (rows of ``weights`` = models)."""
+
+    name: str = internal("")
+    models: tuple[Name, ...]
+    sources: tuple[Name, ...]
+    weights: tuple[tuple[Annotated[float, Number(0.0)], ...], ...] | None = None
+    method: Annotated[str, Text(("average", "median"))] = "average"
+    segment_s: tuple[Annotated[float, Number(positive=True, hi=3600.0)] | None, ...] | None = None
+    description: Name = ""
+    licence: Name = "unstated"
 
 
-_MODEL_KEYS = {
-    "architecture", "format", "sources", "samplerate", "licence", "description", "files",
-    "config", "config_file", "target", "package_file", "segment_s",
-}
-_ENSEMBLE_KEYS = {"models", "sources", "weights", "method", "segment_s", "description", "licence"}
+class _CatalogueFile(ConfigModel):
+    default_order: tuple[Name, ...] | None = None
+    models: dict[str, ModelEntry] = Field(default_factory=dict)
+    ensembles: dict[str, EnsembleEntry] = Field(default_factory=dict)
 
-
-def _model(name: str, raw: dict[str, Any]) -> ModelEntry:
-    missing = {"architecture", "format", "sources", "samplerate"} - raw.keys()
-    if missing:
-        raise ConfigError(f"catalogue model {name!r} lacks {sorted(missing)}")
-    files = tuple(FileSpec(**f) for f in raw.get("files", []))
-    extra = {k: v for k, v in raw.items() if k not in _MODEL_KEYS}
-    return ModelEntry(
-        name=name,
-        architecture=raw["architecture"],
-        format=raw["format"],
-        sources=tuple(raw["sources"]),
-        samplerate=int(raw["samplerate"]),
-        licence=raw.get("licence", "unstated"),
-        description=raw.get("description", ""),
-        files=files,
-        config=dict(raw.get("config", {})),
-        config_file=raw.get("config_file"),
-        target=raw.get("target"),
-        package_file=raw.get("package_file"),
-        segment_s=float(raw["segment_s"]) if raw.get("segment_s") else None,
-        extra=extra,
-    )
-
-
-def _ensemble(name: str, raw: dict[str, Any]) -> EnsembleEntry:
-    unknown = set(raw) - _ENSEMBLE_KEYS
-    if unknown:
-        raise ConfigError(f"catalogue ensemble {name!r} has unknown keys {sorted(unknown)}")
-    weights = raw.get("weights")
-    seg = raw.get("segment_s")
-    return EnsembleEntry(
-        name=name,
-        models=tuple(raw["models"]),
-        sources=tuple(raw["sources"]),
-        weights=tuple(tuple(float(x) for x in row) for row in weights) if weights else None,
-        method=raw.get("method", "average"),
-        segment_s=tuple(seg) if seg else None,
-        description=raw.get("description", ""),
-        licence=raw.get("licence", "unstated"),
-    )
+    @model_validator(mode="after")
+    def _names(self) -> "_CatalogueFile":
+        for kind in (self.models, self.ensembles):
+            for name, entry in kind.items():
+                object.__setattr__(entry, "name", name)
+        for e in self.ensembles.values():
+            for m in e.models:
+                if m not in self.models:
+                    raise invalid(f"names unknown model {m!r}", ("ensembles", e.name, "models"))
+        for name in self.default_order or ():
+            if name not in self.models and name not in self.ensembles:
+                raise invalid(f"names unknown model {name!r}", "default_order")
+        return self
 
 
 @dataclass(frozen=True)
@@ -154,21 +145,20 @@ class Catalogue:
 
 
 def parse_catalogue(text: str) -> Catalogue:
+    """A catalogue from TOML text; unknown keys, missing keys and values out of range are a
+    :class:`ConfigError` naming the key (``catalogue: models.x.samplerate: ...``)."""
     try:
         raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"catalogue is not valid TOML: {exc}") from exc
-    models = {n: _model(n, v) for n, v in raw.get("models", {}).items()}
-    ensembles = {n: _ensemble(n, v) for n, v in raw.get("ensembles", {}).items()}
-    for e in ensembles.values():
-        for m in e.models:
-            if m not in models:
-                raise ConfigError(f"ensemble {e.name!r} names unknown model {m!r}")
-    order = tuple(raw.get("default_order", [n for n in ("center",) if n in models]))
-    for name in order:
-        if name not in models and name not in ensembles:
-            raise ConfigError(f"default_order names unknown model {name!r}")
-    return Catalogue(models, ensembles, order)
+    try:
+        parsed = validate(_CatalogueFile, raw, root="the top level")
+    except ConfigError as exc:
+        raise ConfigError(f"catalogue: {exc}") from None
+    order = parsed.default_order
+    if order is None:
+        order = tuple(n for n in ("center",) if n in parsed.models)
+    return Catalogue(parsed.models, parsed.ensembles, order)
 
 
 @lru_cache(maxsize=4)

@@ -10,7 +10,7 @@ from typing import Any
 import torch
 
 from .._common import atomic_path
-from ..errors import CheckpointError
+from ..errors import CheckpointError, ModelError
 from .architectures import model_from_config, resolve_architecture
 
 FORMAT = "unbake-checkpoint-v1"
@@ -57,9 +57,36 @@ def read_blob(path: str | os.PathLike) -> dict[str, Any]:
     return read_tagged(path, FORMAT, "checkpoint")
 
 
+def build_for_state(arch: str, kwargs: dict[str, Any], state: Any, where: str) -> torch.nn.Module:
+    """Our model for ``arch`` built from ``kwargs`` with the weights ``state`` loaded strictly.
+
+    The settings are checked against their declared ranges, then the model is built on the
+    ``meta`` device (no memory) and its parameter shapes compared with the file's, so a small
+    file that claims a huge model is refused before anything is allocated."""
+    if not isinstance(state, dict) or not all(isinstance(k, str) and isinstance(v, torch.Tensor)
+                                              for k, v in state.items()):
+        raise CheckpointError(f"{where}: the weights are not a mapping of parameter names to tensors")
+    try:
+        with torch.device("meta"):
+            probe = model_from_config(arch, kwargs)
+        _check_shapes(probe.state_dict(), state, where)
+        model = model_from_config(arch, kwargs)
+    except CheckpointError:
+        raise
+    except ModelError as exc:
+        raise CheckpointError(f"{where}: {exc}") from exc
+    load_state_strict(model, state, where)
+    return model
+
+
 def load_state_strict(model: torch.nn.Module, state: dict[str, torch.Tensor], where: str) -> None:
     """``load_state_dict(strict=True)`` with an error that lists what does not match."""
     own = model.state_dict()
+    _check_shapes(own, state, where)
+    model.load_state_dict({k: v.to(own[k].dtype) for k, v in state.items()}, strict=True)
+
+
+def _check_shapes(own: dict[str, torch.Tensor], state: dict[str, torch.Tensor], where: str) -> None:
     missing = [k for k in own if k not in state]
     unexpected = [k for k in state if k not in own]
     wrong = [f"{k}: file {tuple(state[k].shape)} vs model {tuple(own[k].shape)}"
@@ -75,7 +102,6 @@ def load_state_strict(model: torch.nn.Module, state: dict[str, torch.Tensor], wh
         if wrong:
             parts.append(f"shape mismatches: {show(wrong)}")
         raise CheckpointError(f"{where}: weights do not match the architecture; " + "; ".join(parts))
-    model.load_state_dict({k: v.to(own[k].dtype) for k, v in state.items()}, strict=True)
 
 
 def load_checkpoint(path: str | os.PathLike) -> torch.nn.Module:
@@ -84,9 +110,7 @@ def load_checkpoint(path: str | os.PathLike) -> torch.nn.Module:
 
 def model_from_blob(blob: dict[str, Any], where: str) -> torch.nn.Module:
     """The model a checkpoint dict (see :func:`read_blob`) describes, weights loaded strictly."""
-    model = model_from_config(blob["architecture"], blob["config"])
-    load_state_strict(model, blob["state_dict"], where)
-    return model.eval()
+    return build_for_state(blob["architecture"], blob["config"], blob["state_dict"], where).eval()
 
 
 def read(path: Path, *, entry=None, config=None) -> torch.nn.Module:

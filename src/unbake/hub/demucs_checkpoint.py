@@ -24,8 +24,8 @@ from typing import Any
 import torch
 
 from ..errors import CheckpointError, DependencyError, ModelError, UnsafeCheckpointError
-from .architectures import model_from_config
-from .checkpoint import load_state_strict
+from .architectures import parse_fraction
+from .checkpoint import build_for_state
 
 log = logging.getLogger(__name__)
 
@@ -67,9 +67,18 @@ _MODEL_CLASSES: dict[str, type[_ReferenceClass]] = {
     c.reference_name: c for c in (_HTDemucsClass, _HDemucsClass, _DemucsV2Class)
 }
 
+def _fraction(*args: Any) -> Fraction:
+    """Unpickles a Fraction (pickled as its text) only from short text: ``Fraction`` itself
+    would compute a billion-digit power for ``"1e1000000000"``."""
+    try:
+        return parse_fraction(*args) if len(args) == 1 else Fraction(*(parse_fraction(a) for a in args))
+    except ModelError as exc:
+        raise pickle.UnpicklingError(f"Fraction: {exc}") from None
+
+
 # plain values the official files carry; each is harmless to construct
 _PLAIN_GLOBALS: dict[str, Any] = {
-    "fractions.Fraction": Fraction,
+    "fractions.Fraction": _fraction,
     "collections.OrderedDict": collections.OrderedDict,
     "collections.defaultdict": collections.defaultdict,
     "builtins.dict": dict,
@@ -123,7 +132,10 @@ def read_package(path: str | os.PathLike) -> dict[str, Any]:
         with torch.serialization.safe_globals(allowed):
             pkg = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
-        raise UnsafeCheckpointError(f"{path}: refused by the restricted unpickler: {exc}") from exc
+        # torch wraps the unpickler's own reason (a refused value) in a long paragraph
+        reason = exc.__context__ if isinstance(exc.__context__, pickle.UnpicklingError) else exc
+        text = " ".join(str(reason).split())
+        raise UnsafeCheckpointError(f"{path}: refused by the restricted unpickler: {text}") from exc
     except Exception as exc:
         raise CheckpointError(f"{path}: cannot be read ({exc.__class__.__name__}: {exc})") from exc
     if not isinstance(pkg, dict) or not {"klass", "kwargs", "state"} <= pkg.keys():
@@ -169,12 +181,8 @@ def read(path: str | os.PathLike, *, entry=None, config=None) -> torch.nn.Module
     if not isinstance(state, dict) or not all(
             isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items()):
         raise CheckpointError(f"{where}: 'state' is not a mapping of parameter names to tensors")
-    try:
-        model = model_from_config(klass.architecture,
-                                  _architecture_kwargs(klass.architecture, kwargs, where))
-    except ModelError as exc:
-        raise CheckpointError(f"{where}: {exc}") from exc
-    load_state_strict(model, state, where)
+    model = build_for_state(klass.architecture, _architecture_kwargs(klass.architecture, kwargs, where), state,
+                            where)
     if entry is not None and tuple(entry.sources) != tuple(model.sources):
         log.warning("%s: the file's sources %s differ from the catalogue's %s; using the file's",
                     where, list(model.sources), list(entry.sources))

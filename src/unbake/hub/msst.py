@@ -15,8 +15,9 @@ from typing import Any
 
 import yaml
 
+from .._schema import parse_yaml
 from ..errors import CheckpointError, ConfigError, DependencyError, UnsafeCheckpointError
-from .architectures import model_from_config, resolve_architecture
+from .architectures import resolve_architecture
 
 _TUPLE_TAG = "tag:yaml.org,2002:python/tuple"
 # wrapper keys seen around the state dict, best first: starrytong's training packages hold
@@ -46,14 +47,16 @@ def read_yaml(path: str | os.PathLike) -> dict[str, Any]:
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read config ({exc})") from exc
     try:
-        data = yaml.load(text, Loader=_MSSTLoader)  # noqa: S506 - safe loader subclass
-    except yaml.constructor.ConstructorError as exc:
-        mark = exc.problem_mark
-        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
-        raise ConfigError(f"{path}{where}: config uses a YAML tag that is not allowed (only "
-                          f"!!python/tuple is): {exc.problem}") from exc
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
+        # bounded like every settings file (depth, integer length), with the tuple tag added
+        data = parse_yaml(text, str(path), syntax="not valid YAML", loader=_MSSTLoader)
+    except ConfigError as exc:
+        cause = exc.__context__
+        if isinstance(cause, yaml.constructor.ConstructorError):
+            mark = cause.problem_mark
+            where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
+            raise ConfigError(f"{path}{where}: config uses a YAML tag that is not allowed (only "
+                              f"!!python/tuple is): {cause.problem}") from None
+        raise
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: config is not a mapping")
     return data
@@ -213,7 +216,7 @@ def read(path: str | os.PathLike, *, entry: Any = None, config: str | os.PathLik
     The config comes from ``config`` if given, else from the catalogue ``entry``, else from a
     YAML beside the checkpoint (see :func:`find_config`). Weights load strictly.
     """
-    from .checkpoint import load_state_strict
+    from .checkpoint import build_for_state
 
     path = Path(path)
     if config is not None:
@@ -229,6 +232,4 @@ def read(path: str | os.PathLike, *, entry: Any = None, config: str | os.PathLik
                     "or pass config=)")
             found = read_config(beside)
         arch, kwargs = found
-    model = model_from_config(arch, kwargs)
-    load_state_strict(model, load_state(path), str(path))
-    return model.eval()
+    return build_for_state(arch, kwargs, load_state(path), str(path)).eval()

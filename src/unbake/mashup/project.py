@@ -44,259 +44,209 @@ track moves by less than half a beat (half a bar).
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import math
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Annotated, Any, ClassVar, Mapping
 
 import numpy as np
+from pydantic import BeforeValidator, Field, PrivateAttr, ValidationInfo, model_validator
 
-from ..errors import AudioError, ConfigError
+from .._schema import (ConfigModel, FilePath, Flag, Items, Number, Text, Time, describe, format_time, internal,
+                       invalid, join, load_settings_file, validate)
 from ..analysis.analyze import Analysis, Key, analyze_stems, parse_key
 from ..analysis.transforms import MAX_RATE, MAX_SEMITONES, MIN_RATE, MatchPlan, match, stretch_and_shift
+from ..errors import AudioError, ConfigError
+from ..remix.master import master
+from ..remix.mixer import TrackSettings, render_track, to_stereo
+from ..remix.schema import MasterSettings, OutputSettings
 from ..separation_cache import separate_cached
 from ..stems import StemSet
-from ..remix.master import MasterSettings, master, parse_master
-from ..remix.mixer import TRACK_KEYS, TrackSettings, render_track, to_stereo
-from ..remix.project import FORMATS, OUTPUT_KEYS, OutputSettings
-from ..remix.schema import (check_keys, check_mapping, fail, get_bool, get_number, get_path, get_str, join, load_yaml,
-                     parse_time)
 
 log = logging.getLogger(__name__)
 
-PROJECT_KEYS = ("songs", "reference", "tracks", "length", "fade_ms", "master", "output")
-SONG_KEYS = ("path", "model", "bpm", "key")
-MASHUP_TRACK_KEYS = ("stem", "semitones", "stretch", "to_bpm", "preserve_formants", "start", "offset", "align",
-                     "sections", "channel")
 ALIGN_CHOICES = ("beats", "bars")
 CHANNELS = ("left", "right", "both")
 AUTO = "auto"
 MIX_STEM = "mix"
 DEFAULT_FADE_MS = 10.0
+# the longest timeline rendered: the bus holds it whole (float64 stereo, about 42 MB a minute at
+# 44.1 kHz), so a typo such as `length: "10:00:00"` must not become an allocation of gigabytes
+MAX_LENGTH_S = 30 * 60.0
+Bpm = Annotated[float, Number(20.0, 400.0)]
+TimelineTime = Annotated[float, Time(max_s=MAX_LENGTH_S)]
 
 
 # ------------------------------------------------------------------------------ project file
 
 
-@dataclass
-class SongSpec:
+class _KeyName(Text):
+    """A musical key as text (``"D minor"``, ``"Am"``) -> :class:`Key`."""
+
+    def check(self, value: Any, info: ValidationInfo | None = None) -> Key:
+        if isinstance(value, Key):
+            return value
+        try:
+            return parse_key(super().check(value, info))
+        except ValueError as exc:
+            raise invalid(str(exc)) from None
+
+
+class _Auto(Number):
+    """A number in range, or ``auto`` (taken from the match plan)."""
+
+    def check(self, value: Any, info: ValidationInfo | None = None) -> float | str:
+        return AUTO if value == AUTO else super().check(value, info)
+
+
+class SongSpec(ConfigModel):
     """One song: a file to separate (``path`` + ``model``) or a stems folder (``stems``)."""
 
-    name: str
-    path: Path | None = None
-    stems: Path | None = None
-    model: str | None = None
-    bpm: float | None = None
-    key: Key | None = None
+    path: Annotated[Path, FilePath("any")] | None = Field(description="a song file, or a folder of stems")
+    model: Annotated[str, Text()] | None = Field(None, description="separation model for a song file")
+    bpm: Bpm | None = Field(None, description="the song's tempo (skips the analysis)")
+    key: Annotated[Key, _KeyName()] | None = Field(None, description="the song's key, e.g. \"D minor\"")
+    name: str = internal("")
+    stems: Path | None = internal(None)
+
+    @model_validator(mode="after")
+    def _folder_or_file(self) -> "SongSpec":
+        if self.path is not None and self.path.is_dir():
+            if self.model is not None:
+                raise invalid(f"{self.path} is a folder of stems; a model applies to song files only", "model")
+            self.stems, self.path = self.path, None
+        return self
 
     def describe(self) -> str:
         return str(self.stems if self.stems is not None else self.path)
 
 
-@dataclass(frozen=True)
-class Section:
+class Section(ConfigModel):
     """``from_s``..``to_s`` in source time; ``at_s`` on the timeline (None: after the previous)."""
 
-    from_s: float
-    to_s: float
-    at_s: float | None = None
+    from_s: Annotated[float, Time()] = Field(alias="from", description="source time")
+    to_s: Annotated[float, Time()] = Field(alias="to", description="source time")
+    at_s: TimelineTime | None = Field(None, alias="at", description="timeline time (default: after the previous)")
+
+    @model_validator(mode="after")
+    def _ordered(self) -> "Section":
+        if self.to_s <= self.from_s:
+            raise invalid(f"must be after `from` ({self.from_s:g} s), got {self.to_s:g} s", "to")
+        return self
 
 
-@dataclass
-class TrackSpec:
-    """One mash-up track. ``semitones``/``to_bpm`` may be ``"auto"``; ``where`` is its key path."""
+class TrackSpec(TrackSettings):
+    """One mash-up track: a remix track strip (every key of a remix track) plus where its audio
+    comes from and how it is placed. ``semitones``/``to_bpm`` may be ``"auto"``; ``where`` is
+    its key path. New placement keys are new fields here."""
 
-    where: str
-    song: str
-    stems: tuple[str, ...]
-    semitones: float | str = 0.0
-    stretch: float | None = None
-    to_bpm: float | str | None = None
-    preserve_formants: bool = False
-    start_s: float = 0.0
-    offset_s: float | None = None
-    align: str | None = None
-    sections: list[Section] = field(default_factory=list)
-    channel: str | None = None
-    strip: TrackSettings = field(default_factory=TrackSettings)
+    exclusive: ClassVar = (
+        ("stretch", "to_bpm", "give either stretch (a rate) or to_bpm (a tempo), not both"),
+        ("offset", "align", "give either offset (manual, seconds) or align, not both"),
+        ("channel", "pan", "give either channel (left|right|both) or pan, not both"),
+    )
+
+    stem: Annotated[str, Text()] = Field(description="song:stem, or a sum (b:drums+bass); song:mix is the whole song")
+    semitones: Annotated[float | str, _Auto(-MAX_SEMITONES, MAX_SEMITONES)] = Field(0.0, description="or auto")
+    stretch: Annotated[float, Number(MIN_RATE, MAX_RATE)] | None = Field(None, description="rate, > 1 faster")
+    to_bpm: Annotated[float | str, _Auto(20.0, 400.0)] | None = Field(None, description="a tempo, or auto")
+    preserve_formants: Annotated[bool, Flag()] = False
+    start_s: TimelineTime = Field(0.0, alias="start", description="timeline time of the track's start")
+    offset_s: Annotated[float, Time(max_s=MAX_LENGTH_S, signed=True)] | None = Field(
+        None, alias="offset", description="seconds added to every position (manual alignment)")
+    align: Annotated[str, Text(ALIGN_CHOICES)] | None = None
+    sections: Annotated[list[Section], Items("must be a non-empty list of {from, to, at}", non_empty=True)] | None = None
+    channel: Annotated[str, Text(CHANNELS)] | None = None
+    where: str = internal("")
+    song: str = internal("")
+    stems: tuple[str, ...] = internal(())
+
+    @model_validator(mode="after")
+    def _song_and_stems(self) -> "TrackSpec":
+        song, sep, stem_text = self.stem.partition(":")
+        if not sep or not song or not stem_text:
+            raise invalid(f"must be song:stem (e.g. a:vocals), got {self.stem!r}", "stem")
+        stems = tuple(s.strip() for s in stem_text.split("+"))
+        if any(not s for s in stems):
+            raise invalid(f"empty stem name in {self.stem!r}", "stem")
+        self.song, self.stems = song, stems
+        self.sections = self.sections or []
+        return self
+
+    @property
+    def strip(self) -> TrackSettings:
+        """The remix track strip (effects, fader, pan, automation) of this track."""
+        return self
 
     @property
     def uses_auto(self) -> bool:
         return self.semitones == AUTO or self.to_bpm == AUTO
 
 
-@dataclass
-class MashupProject:
-    """A parsed mash-up project (no audio loaded)."""
-
-    songs: dict[str, SongSpec]
-    tracks: list[TrackSpec]
-    reference: str | None = None
-    length_s: float | None = None
-    fade_ms: float = DEFAULT_FADE_MS
-    master: MasterSettings = field(default_factory=MasterSettings)
-    output: OutputSettings = field(default_factory=OutputSettings)
-    path: Path | None = None
-
-    @classmethod
-    def parse(cls, data: Mapping, base: Path | None = None, *, path: Path | None = None) -> "MashupProject":
-        check_keys(data, PROJECT_KEYS, "", required=("songs", "tracks"))
-        songs = _parse_songs(data["songs"], base)
-        reference = get_str(data, "reference", "")
-        if reference is not None and reference not in songs:
-            raise fail("reference", f"no song {reference!r}; the songs are {', '.join(songs)}")
-        tracks_value = data["tracks"]
-        if not isinstance(tracks_value, list) or not tracks_value:
-            raise fail("tracks", "must be a non-empty list of tracks (- stem: song:stem ...)")
-        tracks = [_parse_track(t, join("tracks", i), songs) for i, t in enumerate(tracks_value)]
-        if reference is None:
-            for t in tracks:
-                if t.uses_auto:
-                    raise fail("reference", f"is required: {t.where} matches tempo or key `auto` "
-                                            "to a reference song")
-        aligned = [t for t in tracks if t.align is not None]
-        if aligned and len(aligned) == len(tracks):
-            raise fail(join(aligned[0].where, "align"), "needs at least one track without `align` to line up with")
-        length = data.get("length")
-        return cls(
-            songs=songs, tracks=tracks, reference=reference,
-            length_s=None if length is None else _positive_time(length, "length"),
-            fade_ms=get_number(data, "fade_ms", "", DEFAULT_FADE_MS, 0.0, 1000.0),
-            master=parse_master(data.get("master"), "master"),
-            output=_parse_output(data.get("output"), base),
-            path=path,
-        )
-
-    @classmethod
-    def load(cls, path: str | os.PathLike) -> "MashupProject":
-        path = Path(path)
-        data = load_yaml(path)
-        try:
-            return cls.parse(data, path.resolve().parent, path=path)
-        except ConfigError as exc:
-            raise ConfigError(f"{path}: {exc}") from None
-
-
-def _positive_time(value: Any, where: str) -> float:
-    seconds = parse_time(value, where)
-    if seconds <= 0:
-        raise fail(where, "must be longer than 0 s")
-    return seconds
-
-
-def _parse_songs(value: Any, base: Path | None) -> dict[str, SongSpec]:
-    check_mapping(value, "songs")
+def _song_map(value: Any) -> Any:
+    if not isinstance(value, Mapping):
+        raise invalid(f"must be a mapping of keys to values, got {describe(value)}")
     if not value:
-        raise fail("songs", "must name at least one song")
-    songs: dict[str, SongSpec] = {}
+        raise invalid("must name at least one song")
+    songs = {}
     for name, item in value.items():
         name = str(name)
-        where = join("songs", name)
         if ":" in name or "+" in name:
-            raise fail(where, "song names cannot contain ':' or '+' (tracks refer to song:stem)")
-        if isinstance(item, str):
-            item = {"path": item}
-        check_keys(item, SONG_KEYS, where, required=("path",))
-        p = get_path(item, "path", where, base, required=True)
-        if not p.exists():
-            raise fail(join(where, "path"), f"no such file or folder: {p}")
-        model = get_str(item, "model", where)
-        spec = SongSpec(name=name, model=model, bpm=get_number(item, "bpm", where, None, 20.0, 400.0))
-        if p.is_dir():
-            if model is not None:
-                raise fail(join(where, "model"), f"{p} is a folder of stems; a model applies to song files only")
-            spec.stems = p
-        else:
-            spec.path = p
-        key_text = get_str(item, "key", where)
-        if key_text is not None:
-            try:
-                spec.key = parse_key(key_text)
-            except ValueError as exc:
-                raise fail(join(where, "key"), str(exc)) from None
-        songs[name] = spec
+            raise invalid("song names cannot contain ':' or '+' (tracks refer to song:stem)", name)
+        songs[name] = {"path": item} if isinstance(item, str) else item
     return songs
 
 
-def _parse_track(value: Any, where: str, songs: Mapping[str, SongSpec]) -> TrackSpec:
-    check_keys(value, MASHUP_TRACK_KEYS + TRACK_KEYS, where, required=("stem",))
-    ref = get_str(value, "stem", where, required=True)
-    song, sep, stem_text = ref.partition(":")
-    if not sep or not song or not stem_text:
-        raise fail(join(where, "stem"), f"must be song:stem (e.g. a:vocals), got {ref!r}")
-    if song not in songs:
-        raise fail(join(where, "stem"), f"no song {song!r}; the songs are {', '.join(songs)}")
-    stems = tuple(s.strip() for s in stem_text.split("+"))
-    if any(not s for s in stems):
-        raise fail(join(where, "stem"), f"empty stem name in {ref!r}")
+class MashupProject(ConfigModel):
+    """A parsed mash-up project (no audio loaded); :attr:`path` is the file it came from."""
 
-    semitones: float | str = 0.0
-    if value.get("semitones") == AUTO:
-        semitones = AUTO
-    else:
-        semitones = get_number(value, "semitones", where, 0.0, -MAX_SEMITONES, MAX_SEMITONES)
-    if "stretch" in value and "to_bpm" in value:
-        raise fail(join(where, "stretch"), "give either stretch (a rate) or to_bpm (a tempo), not both")
-    stretch = get_number(value, "stretch", where, None, MIN_RATE, MAX_RATE)
-    to_bpm: float | str | None = AUTO if value.get("to_bpm") == AUTO else get_number(value, "to_bpm", where, None,
-                                                                                      20.0, 400.0)
-    if "offset" in value and "align" in value:
-        raise fail(join(where, "offset"), "give either offset (manual, seconds) or align, not both")
-    offset = value.get("offset")
-    offset_s = None
-    if offset is not None:
-        if isinstance(offset, str) and offset.strip().startswith("-"):
-            offset_s = -parse_time(offset.strip()[1:], join(where, "offset"))
-        elif isinstance(offset, (int, float)) and not isinstance(offset, bool) and offset < 0:
-            offset_s = -parse_time(-offset, join(where, "offset"))
-        else:
-            offset_s = parse_time(offset, join(where, "offset"))
-    if "pan" in value and "channel" in value:
-        raise fail(join(where, "channel"), "give either channel (left|right|both) or pan, not both")
-    strip = TrackSettings.parse({k: v for k, v in value.items() if k in TRACK_KEYS}, where)
-    return TrackSpec(
-        where=where, song=song, stems=stems, semitones=semitones, stretch=stretch, to_bpm=to_bpm,
-        preserve_formants=bool(get_bool(value, "preserve_formants", where, False)),
-        start_s=parse_time(value.get("start", 0.0), join(where, "start")),
-        offset_s=offset_s,
-        align=get_str(value, "align", where, choices=ALIGN_CHOICES),
-        sections=_parse_sections(value.get("sections"), join(where, "sections")),
-        channel=get_str(value, "channel", where, choices=CHANNELS),
-        strip=strip,
-    )
+    songs: Annotated[dict[str, SongSpec], BeforeValidator(_song_map)] = Field(description="name -> song")
+    reference: Annotated[str, Text()] | None = Field(None, description="the song whose tempo and key `auto` matches")
+    tracks: Annotated[list[TrackSpec], Items("must be a non-empty list of tracks (- stem: song:stem ...)",
+                                             non_empty=True)]
+    length_s: Annotated[float, Time(max_s=MAX_LENGTH_S, positive=True)] | None = Field(
+        None, alias="length", description="cut or pad the timeline to this length")
+    fade_ms: Annotated[float, Number(0.0, 1000.0)] = Field(DEFAULT_FADE_MS, description="fades at section edges")
+    master: MasterSettings = Field(default_factory=MasterSettings)
+    output: OutputSettings = Field(default_factory=OutputSettings)
 
+    _path: Path | None = PrivateAttr(None)
 
-def _parse_sections(value: Any, where: str) -> list[Section]:
-    if value is None:
-        return []
-    if not isinstance(value, list) or not value:
-        raise fail(where, "must be a non-empty list of {from, to, at}")
-    sections = []
-    for i, item in enumerate(value):
-        w = join(where, i)
-        check_keys(item, ("from", "to", "at"), w, required=("from", "to"))
-        start = parse_time(item["from"], join(w, "from"))
-        stop = parse_time(item["to"], join(w, "to"))
-        if stop <= start:
-            raise fail(join(w, "to"), f"must be after `from` ({start:g} s), got {stop:g} s")
-        at = None if item.get("at") is None else parse_time(item["at"], join(w, "at"))
-        sections.append(Section(start, stop, at))
-    return sections
+    @model_validator(mode="after")
+    def _references(self) -> "MashupProject":
+        for name, song in self.songs.items():
+            song.name = name
+        if self.reference is not None and self.reference not in self.songs:
+            raise invalid(f"no song {self.reference!r}; the songs are {', '.join(self.songs)}", "reference")
+        for i, t in enumerate(self.tracks):
+            t.where = join("tracks", i)
+            if t.song not in self.songs:
+                raise invalid(f"no song {t.song!r}; the songs are {', '.join(self.songs)}", ("tracks", i, "stem"))
+        if self.reference is None:
+            for t in self.tracks:
+                if t.uses_auto:
+                    raise invalid(f"is required: {t.where} matches tempo or key `auto` to a reference song",
+                                  "reference")
+        aligned = [i for i, t in enumerate(self.tracks) if t.align is not None]
+        if aligned and len(aligned) == len(self.tracks):
+            raise invalid("needs at least one track without `align` to line up with", ("tracks", aligned[0], "align"))
+        return self
 
+    @property
+    def path(self) -> Path | None:
+        return self._path
 
-def _parse_output(value: Any, base: Path | None) -> OutputSettings:
-    # the same `output:` section as a remix project (unbake.remix.project parses it inline)
-    out_map = value or {}
-    check_keys(out_map, OUTPUT_KEYS, "output")
-    bit_depth = None
-    if out_map.get("bit_depth") is not None:
-        bit_depth = get_str(out_map, "bit_depth", "output", choices=("16", "24", "32f"))
-    return OutputSettings(
-        path=get_path(out_map, "path", "output", base), format=get_str(out_map, "format", "output", choices=FORMATS),
-        bit_depth=bit_depth, mp3_bitrate=get_number(out_map, "mp3_bitrate", "output", None, 32, 320, integer=True))
+    @classmethod
+    def parse(cls, data: Mapping, base: Path | None = None, *, path: Path | None = None) -> "MashupProject":
+        project = validate(cls, data, base=base)
+        project._path = path
+        return project
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> "MashupProject":
+        return load_settings_file(path, cls.parse)
 
 
 # ------------------------------------------------------------------------------ rendering
@@ -494,6 +444,9 @@ class Mashup:
                      for off in [offsets.get(i, 0)] for start, seg in segs)
         if self.project.length_s is not None:
             length = int(round(self.project.length_s * sr))
+        elif length > MAX_LENGTH_S * sr:
+            raise ConfigError(f"tracks: the timeline would be {format_time(length / sr)} long; at most "
+                              f"{format_time(MAX_LENGTH_S)} (check start, at and offset times)")
         if length <= 0:
             raise ConfigError("tracks: every track ends before the timeline starts (check offsets)")
         any_solo = any(t.strip.solo for t in self.project.tracks)
@@ -522,7 +475,7 @@ class Mashup:
         # `channel` is a pan position for the track's mono fold-down (pan and channel exclude
         # each other, so the strip's own pan is still its neutral 0)
         mono = lane.mean(axis=0, keepdims=True)
-        strip = dataclasses.replace(track.strip, pan={"left": -1.0, "right": 1.0, "both": 0.0}[track.channel])
+        strip = track.strip.model_copy(update={"pan": {"left": -1.0, "right": 1.0, "both": 0.0}[track.channel]})
         out = render_track(mono, self.sample_rate, strip, path=track.where)
         if track.channel != "both" and not any(p.pan is not None for p in strip.automation):
             # the sin/cos law leaves ~1e-17 of a hard-panned track on the far side: make it silence

@@ -9,7 +9,8 @@ Public API::
     audio = remix.render()                     # float32 (2, t)
     Remix.from_project("project.yaml").render_project()
 
-Building blocks (used by other front ends too): :mod:`.schema` (project-file validation),
+Building blocks (used by other front ends too): :mod:`.schema` (the project file format as
+pydantic models, and :func:`~.schema.neutral_settings`),
 :mod:`.effects` (EQ/compressor/reverb chains), :mod:`.mixer` (pan law, track strips, bus),
 :mod:`.master` (meters, limiter, mastering), :mod:`.automation` (envelopes, A/B switching).
 """
@@ -21,12 +22,13 @@ from .effects import (CompressorSettings, EqBand, ReverbSettings, TrackFx, apply
 from .master import MasterSettings, integrated_lufs, limit_true_peak, measure, parse_master, true_peak_db
 from .mixer import TrackSettings, balance_gains, mix, pan_gains, place
 from .project import Project, Remix, Source, init_project, source_from_path
+from .schema import OutputSettings, neutral_settings
 from ..separation_cache import separate_cached, separation_cache_dir
 
 __all__ = [
-    "AbPoint", "AutomationPoint", "CompressorSettings", "EqBand", "MasterSettings", "Project", "Remix",
+    "AbPoint", "AutomationPoint", "CompressorSettings", "EqBand", "MasterSettings", "OutputSettings", "Project", "Remix",
     "ReverbSettings", "Source", "TrackFx", "TrackSettings", "ab_switch", "apply_chain", "balance_gains",
-    "build_chain", "init_project", "integrated_lufs", "limit_true_peak", "measure", "mix",
+    "build_chain", "init_project", "integrated_lufs", "limit_true_peak", "measure", "mix", "neutral_settings",
     "pan_gains", "parse_ab", "parse_automation", "parse_compressor", "parse_eq", "parse_master",
     "parse_reverb", "place", "ramp_envelope", "separate_cached", "separation_cache_dir", "source_from_path",
     "true_peak_db",

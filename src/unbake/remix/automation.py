@@ -15,59 +15,18 @@ pan position and go through the constant-power law of :mod:`unbake.remix.mixer`.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from typing import Any, Sequence
 
 import numpy as np
 
-from .schema import check_keys, fail, format_time, get_bool, get_number, get_str, join, parse_time
-
-DEFAULT_RAMP_MS = 20.0
-MAX_RAMP_MS = 10000.0
-DEFAULT_CROSSFADE_MS = 20.0
-AB_CHOICES = ("remix", "original")
-
-
-@dataclass(frozen=True)
-class AutomationPoint:
-    """From ``at_s`` on: the values that are not None. ``ramp_ms`` None: the track's default."""
-
-    at_s: float
-    gain_db: float | None = None
-    pan: float | None = None
-    mute: bool | None = None
-    ramp_ms: float | None = None
-
-    def to_dict(self) -> dict:
-        d: dict[str, Any] = {"at": self.at_s}
-        for key in ("gain_db", "pan", "mute", "ramp_ms"):
-            if getattr(self, key) is not None:
-                d[key] = getattr(self, key)
-        return d
+from .._schema import fail, format_time, join, validate
+from .schema import DEFAULT_CROSSFADE_MS, DEFAULT_RAMP_MS, AbList, AbPoint, AutomationList, AutomationPoint
 
 
 def parse_automation(value: Any, path: str) -> list[AutomationPoint]:
     """A list of ``{at, gain_db?, pan?, mute?, ramp_ms?}``, returned in time order (points at the
     same time keep their order: the later one wins)."""
-    if value is None:
-        return []
-    if not isinstance(value, list):
-        raise fail(path, "must be a list of points (- at: \"0:15\" ...)")
-    points = []
-    for i, item in enumerate(value):
-        where = join(path, i)
-        check_keys(item, ("at", "gain_db", "pan", "mute", "ramp_ms"), where, required=("at",))
-        point = AutomationPoint(
-            at_s=parse_time(item["at"], join(where, "at")),
-            gain_db=get_number(item, "gain_db", where, None, -120.0, 24.0),
-            pan=get_number(item, "pan", where, None, -1.0, 1.0),
-            mute=get_bool(item, "mute", where, None),
-            ramp_ms=get_number(item, "ramp_ms", where, None, 0.0, MAX_RAMP_MS),
-        )
-        if point.gain_db is None and point.pan is None and point.mute is None:
-            raise fail(where, "an automation point must set gain_db, pan or mute")
-        points.append(point)
-    return sorted(points, key=lambda p: p.at_s)
+    return validate(AutomationList, value, path)
 
 
 def ramp_envelope(initial: float, events: Sequence[tuple[int, float, int]], frames: int) -> np.ndarray:
@@ -139,32 +98,10 @@ def track_envelopes(gain_db: float, pan: float, mute: bool, points: Sequence[Aut
 # ------------------------------------------------------------------------------ A/B
 
 
-@dataclass(frozen=True)
-class AbPoint:
-    at_s: float
-    use: str
-
-    def to_dict(self) -> dict:
-        return {"at": self.at_s, "use": self.use}
-
-
 def parse_ab(value: Any, path: str = "ab") -> list[AbPoint]:
     """``[{at, use: remix|original}, ...]`` with strictly increasing times. Before the first
     point the first point's choice plays."""
-    if value is None:
-        return []
-    if not isinstance(value, list) or not value:
-        raise fail(path, "must be a non-empty list of {at: TIME, use: remix|original}")
-    points = []
-    for i, item in enumerate(value):
-        where = join(path, i)
-        check_keys(item, ("at", "use"), where, required=("at", "use"))
-        at = parse_time(item["at"], join(where, "at"))
-        if points and at <= points[-1].at_s:
-            raise fail(join(where, "at"), f"times must increase ({format_time(at)} is not after "
-                                          f"{format_time(points[-1].at_s)})")
-        points.append(AbPoint(at, get_str(item, "use", where, required=True, choices=AB_CHOICES)))
-    return points
+    return [] if value is None else validate(AbList, value, path)
 
 
 def ab_switch(remix: np.ndarray, original: np.ndarray, sample_rate: int, points: Sequence[AbPoint],
@@ -192,3 +129,6 @@ def ab_switch(remix: np.ndarray, original: np.ndarray, sample_rate: int, points:
     take = np.where(position == 1.0, 1.0, np.where(position == 0.0, 0.0, np.sin(angle)))
     out = remix * keep + original * take
     return out.astype(np.float32)
+
+
+__all__ = ["AbPoint", "AutomationPoint", "ab_switch", "check_times", "parse_ab", "parse_automation", "ramp_envelope", "track_envelopes"]

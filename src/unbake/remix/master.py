@@ -17,22 +17,20 @@ from __future__ import annotations
 import logging
 import math
 import warnings
-from dataclasses import dataclass, field
-from typing import Mapping
+from typing import Any
 
 import numpy as np
 
 from ..errors import AudioError
-from .effects import (CompressorSettings, EqBand, TrackFx, apply_chain, build_chain, check_nyquist,
-                      parse_compressor, parse_eq)
-from .schema import check_keys, get_number, join
+from .._schema import join, validate
+from .effects import apply_chain, build_chain, check_nyquist
+from .schema import MasterSettings
 
 log = logging.getLogger(__name__)
 
 OVERSAMPLE = 4
 MAX_LOUDNESS_PASSES = 10
 LOUDNESS_TOLERANCE_LU = 0.1
-DEFAULT_TRUE_PEAK_DB = -1.0
 _TP_BLOCK = 1 << 17
 _TP_PAD = 64  # input samples either side of a block: more than the resampling filter's reach
 
@@ -164,52 +162,10 @@ def limit_true_peak(audio: np.ndarray, sample_rate: int, ceiling_db: float, *, l
 # ------------------------------------------------------------------------------ settings
 
 
-@dataclass
-class MasterSettings:
-    """Master bus settings. ``loudness_lufs`` None: no normalisation; ``true_peak_db`` None:
-    no limiter."""
-
-    eq: list[EqBand] = field(default_factory=list)
-    compressor: CompressorSettings | None = None
-    loudness_lufs: float | None = None
-    true_peak_db: float | None = None
-    lookahead_ms: float = 5.0
-    release_ms: float = 100.0
-
-    @property
-    def neutral(self) -> bool:
-        return (not self.eq and (self.compressor is None or self.compressor.neutral)
-                and self.loudness_lufs is None and self.true_peak_db is None)
-
-    def to_dict(self) -> dict:
-        d = TrackFx(self.eq, self.compressor).to_dict()
-        d["loudness_lufs"] = self.loudness_lufs
-        d["true_peak_db"] = self.true_peak_db
-        if self.release_ms != 100.0:
-            d["limiter_release_ms"] = self.release_ms
-        return d
-
-
-MASTER_KEYS = ("eq", "compressor", "loudness_lufs", "true_peak_db", "limiter_release_ms")
-
-
-def parse_master(value: Mapping | None, path: str = "master") -> MasterSettings:
+def parse_master(value: Any, path: str = "master") -> MasterSettings:
     """The ``master:`` section. When ``loudness_lufs`` is set and ``true_peak_db`` is not
     mentioned, the ceiling defaults to -1 dBTP; ``true_peak_db: null`` switches the limiter off."""
-    if value is None:
-        return MasterSettings()
-    check_keys(value, MASTER_KEYS, path)
-    loudness = get_number(value, "loudness_lufs", path, None, -70.0, 0.0)
-    if "true_peak_db" in value:
-        ceiling = get_number(value, "true_peak_db", path, None, -30.0, 0.0)
-    else:
-        ceiling = DEFAULT_TRUE_PEAK_DB if loudness is not None else None
-    return MasterSettings(
-        eq=parse_eq(value.get("eq"), join(path, "eq")),
-        compressor=parse_compressor(value.get("compressor"), join(path, "compressor")),
-        loudness_lufs=loudness, true_peak_db=ceiling,
-        release_ms=get_number(value, "limiter_release_ms", path, 100.0, 1.0, 5000.0),
-    )
+    return MasterSettings() if value is None else validate(MasterSettings, value, path)
 
 
 # ------------------------------------------------------------------------------ processing

@@ -20,16 +20,15 @@ to the left and right channels, so that:
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Mapping
 
 import numpy as np
 
+from .._schema import fail, join
 from ..errors import ChannelLayoutError
-from .automation import (DEFAULT_RAMP_MS, MAX_RAMP_MS, AutomationPoint, check_times, parse_automation,
-                         track_envelopes)
+from .automation import check_times, track_envelopes
 from .effects import TrackFx
-from .schema import check_keys, fail, get_bool, get_number, join
+from .schema import TrackSettings
 
 SQRT_HALF = math.sqrt(0.5)
 SQRT_TWO = math.sqrt(2.0)
@@ -93,58 +92,11 @@ def place(audio: np.ndarray, pan) -> np.ndarray:
 
 # ------------------------------------------------------------------------------ tracks and the bus
 
-TRACK_KEYS = ("gain_db", "pan", "mute", "solo", "eq", "compressor", "reverb", "automation", "ramp_ms")
-GAIN_RANGE_DB = (-120.0, 24.0)
-
-
-@dataclass
-class TrackSettings:
-    """One stem's channel strip: insert effects (EQ -> compressor -> reverb), then the fader
-    (``gain_db`` and automation), then the pan. ``mute`` wins over ``solo``."""
-
-    gain_db: float = 0.0
-    pan: float = 0.0
-    mute: bool = False
-    solo: bool = False
-    fx: TrackFx = field(default_factory=TrackFx)
-    automation: list[AutomationPoint] = field(default_factory=list)
-    ramp_ms: float = DEFAULT_RAMP_MS
-
-    @classmethod
-    def parse(cls, value: Mapping | None, path: str) -> "TrackSettings":
-        if value is None:
-            return cls()
-        check_keys(value, TRACK_KEYS, path)
-        return cls(
-            gain_db=get_number(value, "gain_db", path, 0.0, *GAIN_RANGE_DB),
-            pan=get_number(value, "pan", path, 0.0, -1.0, 1.0),
-            mute=get_bool(value, "mute", path, False),
-            solo=get_bool(value, "solo", path, False),
-            fx=TrackFx.parse(value, path),
-            automation=parse_automation(value.get("automation"), join(path, "automation")),
-            ramp_ms=get_number(value, "ramp_ms", path, DEFAULT_RAMP_MS, 0.0, MAX_RAMP_MS),
-        )
-
-    @property
-    def silent(self) -> bool:
-        """Muted for the whole song (so it is left out entirely)."""
-        return self.mute and not any(p.mute is False for p in self.automation)
-
-    def to_dict(self) -> dict:
-        d: dict[str, Any] = {"gain_db": self.gain_db, "pan": self.pan, "mute": self.mute, "solo": self.solo}
-        d.update(self.fx.to_dict())
-        if self.automation:
-            d["automation"] = [p.to_dict() for p in self.automation]
-        if self.ramp_ms != DEFAULT_RAMP_MS:
-            d["ramp_ms"] = self.ramp_ms
-        return d
-
-
 def render_track(audio: np.ndarray, sample_rate: int, settings: TrackSettings, *, path: str = "") -> np.ndarray:
     """One track through its strip: ``audio (c, t)`` -> ``(2, t)`` float32."""
     frames = audio.shape[1]
     check_times(settings.automation, frames, sample_rate, join(path, "automation"))
-    processed = settings.fx(audio, sample_rate, path=path)
+    processed = TrackFx.of(settings)(audio, sample_rate, path=path)
     gain, pan = track_envelopes(settings.gain_db, settings.pan, settings.mute, settings.automation, frames,
                                 sample_rate, settings.ramp_ms)
     placed = place(processed, pan)
@@ -173,3 +125,7 @@ def mix(stems: Mapping[str, np.ndarray], sample_rate: int, tracks: Mapping[str, 
             continue
         bus += render_track(audio, sample_rate, settings, path=join(path, name))
     return bus.astype(np.float32)
+
+
+__all__ = ["TrackSettings", "balance_gains", "mix", "pan_gains", "place",
+           "render_track", "to_stereo"]

@@ -45,26 +45,26 @@ from __future__ import annotations
 import logging
 import math
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
+from pydantic import PrivateAttr
 
+from .._schema import fail, field_value, join, load_settings_file, validate
 from ..errors import AudioError, ConfigError
 from ..separation_cache import separate_cached
 from ..stems import StemSet
-from .automation import DEFAULT_CROSSFADE_MS, AbPoint, ab_switch, parse_ab, parse_automation
-from .effects import EqBand, parse_compressor, parse_eq, parse_reverb
-from .master import MasterSettings, integrated_lufs, master, parse_master, true_peak_db
-from .mixer import GAIN_RANGE_DB, TrackSettings, mix, to_stereo
-from .schema import check_keys, check_mapping, fail, get_number, get_path, get_str, join, load_file
+from .automation import ab_switch, parse_ab, parse_automation
+from .effects import parse_compressor, parse_eq, parse_reverb
+from .master import integrated_lufs, master, parse_master, true_peak_db
+from .mixer import mix, to_stereo
+from .schema import (DEFAULT_CROSSFADE_MS, AbPoint, EqBand, MasterSettings, OutputSettings, ProjectFile,
+                     TrackSettings, template_lines)
 
 log = logging.getLogger(__name__)
 
-PROJECT_KEYS = ("stems", "song", "model", "tracks", "master", "output", "ab", "ab_output", "ab_crossfade_ms")
-OUTPUT_KEYS = ("path", "format", "bit_depth", "mp3_bitrate")
-FORMATS = ("wav", "flac", "mp3")
 PROJECT_SUFFIXES = (".yaml", ".yml")
 
 
@@ -112,87 +112,34 @@ def source_from_path(path: str | os.PathLike, model: str | None = None) -> Sourc
 # ------------------------------------------------------------------------------ project file
 
 
-@dataclass
-class OutputSettings:
-    path: Path | None = None
-    format: str | None = None
-    bit_depth: str | None = None
-    mp3_bitrate: int | None = None
+class Project(ProjectFile):
+    """A parsed project file (no audio loaded): :attr:`source` says where the stems come from,
+    :attr:`path` is the file it came from."""
 
-    def resolved(self, override: str | os.PathLike | None = None, where: str = "output") -> tuple[Path, str]:
-        """``(path, format)``: the path gets the format's suffix when it has none; a path whose
-        suffix contradicts ``format`` is refused."""
-        path = Path(override) if override is not None else self.path
-        if path is None:
-            raise fail(join(where, "path"), "is required (or give -o OUT)")
-        suffix = path.suffix.lower().lstrip(".")
-        fmt = self.format
-        if suffix in FORMATS:
-            if fmt is not None and fmt != suffix and override is None:
-                raise fail(join(where, "format"), f"{fmt} does not match the file name {path.name}")
-            fmt = suffix
-        else:
-            fmt = fmt or "wav"
-            path = path.with_name(path.name + "." + fmt)
-        return path, fmt
+    _source: Source | None = PrivateAttr(None)
+    _path: Path | None = PrivateAttr(None)
 
+    @property
+    def source(self) -> Source:
+        if self._source is not None:
+            return self._source
+        return Source(stems=self.stems) if self.stems is not None else Source(song=self.song, model=self.model)
 
-@dataclass
-class Project:
-    """A parsed project file (no audio loaded). ``path`` is the file it came from."""
-
-    source: Source
-    tracks: dict[str, TrackSettings] = field(default_factory=dict)
-    master: MasterSettings = field(default_factory=MasterSettings)
-    output: OutputSettings = field(default_factory=OutputSettings)
-    ab: list[AbPoint] = field(default_factory=list)
-    ab_output: Path | None = None
-    ab_crossfade_ms: float = DEFAULT_CROSSFADE_MS
-    path: Path | None = None
+    @property
+    def path(self) -> Path | None:
+        return self._path
 
     @classmethod
     def parse(cls, data: Mapping, base: Path | None = None, *, path: Path | None = None,
               source: Source | None = None) -> "Project":
         """Validate a project mapping; ``source`` replaces ``stems:``/``song:`` when given."""
-        check_keys(data, PROJECT_KEYS, "")
-        if source is None:
-            if ("stems" in data) == ("song" in data):
-                raise fail("stems", "give exactly one source: `stems:` (a folder of stems) or `song:` (a file)")
-            if "stems" in data:
-                if "model" in data:
-                    raise fail("model", "applies to `song:` only (the stems are already separated)")
-                source = Source(stems=get_path(data, "stems", "", base, required=True, must_exist=True, kind="folder"))
-            else:
-                source = Source(song=get_path(data, "song", "", base, required=True, must_exist=True, kind="file"),
-                                model=get_str(data, "model", ""))
-        tracks_map = data.get("tracks") or {}
-        check_mapping(tracks_map, "tracks")
-        tracks = {}
-        for name, value in tracks_map.items():
-            tracks[str(name)] = TrackSettings.parse(value, join("tracks", str(name)))
-        out_map = data.get("output") or {}
-        check_keys(out_map, OUTPUT_KEYS, "output")
-        bit_depth = out_map.get("bit_depth")
-        if bit_depth is not None:
-            bit_depth = get_str(out_map, "bit_depth", "output", choices=("16", "24", "32f"))
-        fmt = get_str(out_map, "format", "output", choices=FORMATS)
-        output = OutputSettings(
-            path=get_path(out_map, "path", "output", base), format=fmt, bit_depth=bit_depth,
-            mp3_bitrate=get_number(out_map, "mp3_bitrate", "output", None, 32, 320, integer=True))
-        if output.path is not None:
-            output.resolved()  # a path whose suffix contradicts `format` is refused now, not after rendering
-        ab = parse_ab(data.get("ab"), "ab")
-        ab_output = get_path(data, "ab_output", "", base)
-        if ab_output is not None and not ab:
-            raise fail("ab_output", "needs an `ab:` list of switch points")
-        return cls(source=source, tracks=tracks, master=parse_master(data.get("master"), "master"),
-                   output=output, ab=ab, ab_output=ab_output,
-                   ab_crossfade_ms=get_number(data, "ab_crossfade_ms", "", DEFAULT_CROSSFADE_MS, 0.0, 2000.0),
-                   path=path)
+        project = validate(cls, data, base=base, check_source=source is None)
+        project._source, project._path = source, path
+        return project
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> "Project":
-        return load_file(path, cls.parse)
+        return load_settings_file(path, cls.parse)
 
 
 # ------------------------------------------------------------------------------ the mixer object
@@ -275,15 +222,18 @@ class Remix:
         self._check_name(name)
         return self.tracks.setdefault(name, TrackSettings())
 
-    def gain(self, name: str, gain_db: float) -> "Remix":
-        self.track(name).gain_db = get_number({"gain_db": gain_db}, "gain_db", join("tracks", name), 0.0,
-                                              *GAIN_RANGE_DB)
+    def _set(self, name: str, key: str, value: Any) -> "Remix":
+        """Set one track setting, checked as the project file checks it."""
+        track = self.track(name)
+        setattr(track, key, field_value(TrackSettings, key, value, join("tracks", name)))
         return self
+
+    def gain(self, name: str, gain_db: float) -> "Remix":
+        return self._set(name, "gain_db", gain_db)
 
     def pan(self, name: str, pan: float) -> "Remix":
         """-1 (left) .. +1 (right); 0 leaves the stem's stereo image unchanged."""
-        self.track(name).pan = get_number({"pan": pan}, "pan", join("tracks", name), 0.0, -1.0, 1.0)
-        return self
+        return self._set(name, "pan", pan)
 
     def mute(self, name: str, on: bool = True) -> "Remix":
         self.track(name).mute = bool(on)
@@ -297,21 +247,21 @@ class Remix:
     def eq(self, name: str, bands: Iterable[EqBand | Mapping]) -> "Remix":
         """Replace the EQ of a track: :class:`EqBand` objects or ``{type, freq_hz, gain_db, q}``."""
         where = join(join("tracks", name), "eq")
-        self.track(name).fx.eq = [b if isinstance(b, EqBand) else parse_eq([b], where)[0] for b in bands]
+        self.track(name).eq = [b if isinstance(b, EqBand) else parse_eq([b], where)[0] for b in bands]
         return self
 
     def compressor(self, name: str, **settings: Any) -> "Remix":
         """``threshold_db``, ``ratio``, ``attack_ms``, ``release_ms``; no arguments removes it."""
-        self.track(name).fx.compressor = (parse_compressor(settings, join(join("tracks", name), "compressor"))
-                                          if settings else None)
+        self.track(name).compressor = (parse_compressor(settings, join(join("tracks", name), "compressor"))
+                                       if settings else None)
         return self
 
     def reverb(self, name: str, **settings: Any) -> "Remix":
         """``room_size``, ``damping``, ``wet``, ``dry``, ``width`` (0..1); ``enabled=False`` removes it."""
         if settings.pop("enabled", True) is False:
-            self.track(name).fx.reverb = None
+            self.track(name).reverb = None
         else:
-            self.track(name).fx.reverb = parse_reverb(settings, join(join("tracks", name), "reverb"))
+            self.track(name).reverb = parse_reverb(settings, join(join("tracks", name), "reverb"))
         return self
 
     def automate(self, name: str, at: float | str, *, gain_db: float | None = None, pan: float | None = None,
@@ -428,7 +378,7 @@ class Remix:
         targets = [path]
         ab_path = self.project.ab_output if self.project is not None else None
         if ab_path is not None:
-            ab_path, _ = OutputSettings(ab_path, None).resolved(None, "ab_output")
+            ab_path, _ = OutputSettings(path=ab_path).resolved(None, "ab_output")
             targets.append(ab_path)
         if len(set(targets)) != len(targets):
             raise fail("ab_output", "is the same file as output.path")
@@ -469,49 +419,30 @@ def loudness_match_db(target: np.ndarray, audio: np.ndarray, sample_rate: int) -
 
 def init_project(source: Source, stems: StemSet | None = None, *, output: str = "remix.wav") -> str:
     """YAML text of a starting project for ``source``: every stem listed with every key at its
-    neutral value (rendering it gives the sum of the stems), with comments."""
+    neutral value (rendering it gives the sum of the stems), with comments; both come from the
+    declaration of the format (:mod:`unbake.remix.schema`)."""
     if stems is None:
         stems = separate_cached(source.song, source.model) if source.song is not None else StemSet.load(source.stems)
+    fields = ProjectFile.model_fields
     lines = ["# unbake remix project: render with `unbake remix THIS_FILE.yaml`",
              "# relative paths resolve against this file's folder"]
     if source.stems is not None:
-        lines.append(f"stems: {_yaml_str(str(source.stems.resolve()))}   # a folder of stems")
+        lines.append(f"stems: {_yaml_str(str(source.stems.resolve()))}   # {fields['stems'].description}")
     else:
         from ..separate import default_model
 
-        lines.append(f"song: {_yaml_str(str(source.song.resolve()))}   # separated once, then cached")
-        lines.append(f"model: {_yaml_str(source.model or default_model())}   # separation model (`unbake models`)")
-    lines += ["tracks:   # one entry per stem; every value below is neutral"]
+        lines.append(f"song: {_yaml_str(str(source.song.resolve()))}   # {fields['song'].description}")
+        lines.append(f"model: {_yaml_str(source.model or default_model())}   # {fields['model'].description}")
+    lines.append(f"tracks:   # {fields['tracks'].description}; every value below is neutral")
     for name in stems.names:
-        lines += [
-            f"  {_yaml_key(name)}:",
-            "    gain_db: 0.0      # fader, -120..24 dB",
-            "    pan: 0.0          # -1 left .. 1 right; 0 keeps the stereo image (constant-power balance)",
-            "    mute: false",
-            "    solo: false       # when any track is soloed, only soloed tracks play",
-            "    eq: []            # bands: - {type: peak, freq_hz: 3000, gain_db: 2.0, q: 1.0}",
-            "                      # types: low_shelf, high_shelf, peak, low_pass, high_pass (freq_hz only)",
-            "    compressor: {threshold_db: 0.0, ratio: 1.0, attack_ms: 10.0, release_ms: 100.0}",
-            "    # reverb: {room_size: 0.5, damping: 0.5, wet: 0.2, dry: 1.0, width: 1.0}",
-            "    ramp_ms: 20.0     # ramp length of automation changes",
-            "    automation: []    # - {at: \"0:15\", gain_db: -6.0, pan: 0.3, mute: false}",
-        ]
-    lines += [
-        "master:",
-        "  eq: []",
-        "  compressor: {threshold_db: 0.0, ratio: 1.0, attack_ms: 10.0, release_ms: 100.0}",
-        "  loudness_lufs: null   # integrated loudness target, e.g. -14",
-        "  true_peak_db: null    # limiter ceiling in dBTP, e.g. -1 (default -1 once loudness_lufs is set)",
-        "output:",
-        f"  path: {_yaml_str(output)}",
-        "  format: wav           # wav | flac | mp3",
-        "  bit_depth: \"24\"       # 16 | 24 | 32f",
-        "# A/B comparison (original loudness-matched to the remix), written to output.path or ab_output:",
-        "# ab: [{at: 0, use: remix}, {at: 15, use: original}, {at: 25, use: remix}]",
-        "# ab_output: ab.wav",
-        "",
-    ]
-    return "\n".join(lines)
+        lines.append(f"  {_yaml_key(name)}:")
+        lines += template_lines(TrackSettings, 4)
+    lines.append("master:")
+    lines += template_lines(MasterSettings, 2)
+    lines.append("output:")
+    lines += template_lines(OutputSettings, 2, values={"path": output, "format": "wav", "bit_depth": "24"})
+    lines += template_lines(ProjectFile, values={}, comment_out=("ab", "ab_output"), only=("ab", "ab_output"))
+    return "\n".join(lines) + "\n"
 
 
 def _yaml_str(text: str) -> str:

@@ -25,15 +25,14 @@ _DROPPED_ON_LOAD = ("stems", "song", "model", "output", "ab", "ab_output", "ab_c
 
 def _project(stems_dir: Path, stems: Sequence[str], settings: Mapping[str, Any]):
     """Validate browser settings as a project over the job's stems (a parsed ``Project``)."""
+    from .._schema import validate
     from ..remix.project import Project, Source
-    from ..remix.schema import check_keys, check_mapping
+    from ..remix.schema import MixerSettings
 
-    check_keys(settings, ("tracks", "master"), "")
-    tracks = check_mapping(settings.get("tracks") or {}, "tracks")
-    for name in tracks:
+    for name in validate(MixerSettings, settings).tracks:
         if name not in stems:
             raise ConfigError(f"tracks.{name}: unknown stem; the stems are {', '.join(stems)}")
-    data = {"tracks": dict(tracks), "master": settings.get("master") or {}}
+    data = {"tracks": dict(settings.get("tracks") or {}), "master": settings.get("master") or {}}
     return Project.parse(data, None, source=Source(stems=stems_dir))
 
 
@@ -76,22 +75,13 @@ def settings_from_project(text: str, stems: Sequence[str], stems_dir: Path) -> d
     The file's source (``stems:``/``song:``) and output are ignored: the studio applies the mix to
     the open job and never opens a path named in an uploaded file.
     """
-    import yaml
+    from .._schema import parse_yaml
 
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}" if mark is not None else ""
-        raise ConfigError(f"the project file is not valid YAML{where}") from None
+    data = parse_yaml(text, "the project file")
     if not isinstance(data, dict):
         raise ConfigError("the project file must hold a mapping (tracks:, master:, ...)")
-    from ..remix.schema import check_keys
-    from ..remix.project import PROJECT_KEYS
-
-    check_keys(data, PROJECT_KEYS, "")
     dropped = [k for k in _DROPPED_ON_LOAD if k in data]
-    settings = {"tracks": data.get("tracks") or {}, "master": data.get("master") or {}}
+    settings = {k: v for k, v in data.items() if k not in _DROPPED_ON_LOAD}
     project = _project(stems_dir, stems, settings)
     return {
         "tracks": {s: project.tracks[s].to_dict() for s in stems if s in project.tracks},

@@ -1,169 +1,196 @@
-"""The training configuration: a YAML file parsed into frozen dataclasses, with every unknown
-key and every out-of-range value reported as a :class:`~unbake.errors.ConfigError`."""
+"""The training configuration: a YAML file declared as frozen pydantic models (types, ranges,
+defaults), with every unknown key and every out-of-range value reported as a
+:class:`~unbake.errors.ConfigError`. The ``augment`` and ``loss`` sections take the fields their
+dataclasses (:class:`~unbake.data.augment.AugmentConfig`, :class:`~unbake.train.losses.LossConfig`)
+declare."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, ClassVar, Mapping
 
+from pydantic import BeforeValidator, ConfigDict, Field, ValidationInfo
+
+from .._schema import ConfigModel, Flag, Number, Text, ValueType, describe, invalid, load_yaml, validate
 from ..data.augment import AugmentConfig
 from ..errors import ConfigError
 from .losses import LossConfig
 
-
-def _take(cls, raw: dict | None, section: str):
-    raw = dict(raw or {})
-    known = set(cls.__dataclass_fields__)
-    unknown = set(raw) - known
-    if unknown:
-        raise ConfigError(f"unknown keys in {section}: {sorted(unknown)}; known: {sorted(known)}")
-    return cls(**raw)
+# how to give the data folder, for the messages that ask for it
+DATA_HINT = ("give the folder of training tracks with `unbake train CONFIG --data PATH` or set data.root in the "
+             "config (MUSDB18-style: one folder per track holding mixture/drums/bass/other/vocals audio, "
+             "or .stem.mp4 files)")
+Count = Annotated[int, Number(0, integer=True)]
+PositiveInt = Annotated[int, Number(integer=True, positive=True)]
 
 
-@dataclass(frozen=True)
-class ModelSection:
-    architecture: str = "masknet"
-    config: dict[str, Any] = field(default_factory=dict)
+class _RelPath(ValueType):
+    """A path as text; relative paths are taken from the config file's folder (context ``base``).
+    The empty text stays empty (not set)."""
+
+    json: ClassVar[dict] = {"type": "string"}
+
+    def check(self, value: Any, info: ValidationInfo | None = None) -> str:
+        text = Text().check(value)
+        if not text:
+            return text
+        p = Path(os.path.expanduser(text))
+        base = (info.context or {}).get("base") if info is not None else None
+        return str(p if p.is_absolute() or base is None else Path(base) / p)
 
 
-@dataclass(frozen=True)
-class DataSection:
-    root: str = ""
-    cache_dir: str = ""
-    sources: tuple[str, ...] = ("drums", "bass", "other", "vocals")
-    samplerate: int = 44100
-    segment_s: float = 3.0
-    valid_every: int = 9
-    valid_count: int = 10
+RelPath = Annotated[str, _RelPath()]
+
+
+class _Section(ConfigModel):
+    """A section of the training config: frozen; unknown keys are named with the section."""
+
+    model_config = ConfigDict(frozen=True)
+    section: ClassVar[str] = ""
+
+    @classmethod
+    def unknown_keys(cls, unknown: list[str], allowed: list[str]):
+        return invalid(f"unknown keys in {cls.section}: {sorted(unknown)}; known: {sorted(allowed)}")
+
+
+def _dataclass_section(cls, name: str):
+    """A section declared by a dataclass elsewhere: its fields typed by pydantic, unknown keys
+    refused, then the dataclass's own checks (``from_dict``)."""
+
+    def check(raw: Any) -> Any:
+        if isinstance(raw, cls):
+            return raw
+        if raw is not None and not isinstance(raw, Mapping):
+            raise invalid(f"must be a mapping of keys to values, got {describe(raw)}")
+        raw = dict(raw or {})
+        known = [f.name for f in dataclasses.fields(cls)]
+        unknown = sorted(set(raw) - set(known))
+        if unknown:
+            raise invalid(f"unknown {name} keys {unknown}; known: {sorted(known)}")
+        typed = validate(cls, raw, name)
+        return cls.from_dict(dataclasses.asdict(typed))
+
+    return BeforeValidator(check)
+
+
+class ModelSection(_Section):
+    section: ClassVar[str] = "model"
+
+    architecture: Annotated[str, Text()] = "masknet"
+    config: dict[str, Any] = Field(default_factory=dict, description="the architecture's constructor arguments")
+
+
+class DataSection(_Section):
+    section: ClassVar[str] = "data"
+
+    root: RelPath = Field("", description="the training data folder")
+    cache_dir: RelPath = Field("", description="where decoded audio is cached")
+    sources: tuple[Annotated[str, Text()], ...] = ("drums", "bass", "other", "vocals")
+    samplerate: Annotated[int, Number(8000, 192000, integer=True)] = 44100
+    segment_s: Annotated[float, Number(positive=True, hi=600.0)] = 3.0
+    valid_every: PositiveInt = 9
+    valid_count: Count = 10
     # a separate held-out folder; when set, no tracks are taken out of ``root``
-    valid_root: str | None = None
+    valid_root: RelPath | None = None
 
 
-@dataclass(frozen=True)
-class OptimSection:
-    lr: float = 1e-3
-    weight_decay: float = 0.01
-    betas: tuple[float, float] = (0.9, 0.999)
-    warmup_steps: int = 100
-    steps: int = 1000
-    min_lr_ratio: float = 0.05
-    grad_clip: float = 5.0
-    batch_size: int = 8
+class OptimSection(_Section):
+    section: ClassVar[str] = "optim"
+
+    lr: Annotated[float, Number(positive=True)] = 1e-3
+    weight_decay: Annotated[float, Number(0.0)] = 0.01
+    betas: tuple[Annotated[float, Number(0.0, 1.0)], Annotated[float, Number(0.0, 1.0)]] = (0.9, 0.999)
+    warmup_steps: Count = 100
+    steps: PositiveInt = 1000
+    min_lr_ratio: Annotated[float, Number(0.0, 1.0)] = 0.05
+    grad_clip: Annotated[float, Number(0.0)] = 5.0
+    batch_size: PositiveInt = 8
 
 
-@dataclass(frozen=True)
-class RunSection:
-    threads: int = 1
-    device: str = "auto"
-    log_every: int = 10
-    valid_every_steps: int = 100
-    checkpoint_every_s: float = 180.0
-    checkpoint_every_steps: int = 0
+class RunSection(_Section):
+    section: ClassVar[str] = "run"
+
+    threads: Annotated[int, Number(0, integer=True)] = Field(1, description="0 leaves torch's default")
+    device: Annotated[str, Text()] = "auto"
+    log_every: PositiveInt = 10
+    valid_every_steps: Count = 100
+    checkpoint_every_s: Annotated[float, Number(0.0)] = 180.0
+    checkpoint_every_steps: Count = 0
     # keep a copy of the training state at every validation (for picking checkpoints later)
-    keep_validated: bool = False
+    keep_validated: Annotated[bool, Flag()] = False
     # also log to TensorBoard (run folder ``tb/``) when the tensorboard package is installed
-    tensorboard: bool = True
+    tensorboard: Annotated[bool, Flag()] = True
 
 
-@dataclass(frozen=True)
-class TrainConfig:
-    seed: int = 0
-    out_dir: str = "train_runs/run"
-    init_from: str | None = None
-    model: ModelSection = field(default_factory=ModelSection)
-    data: DataSection = field(default_factory=DataSection)
-    augment: AugmentConfig = field(default_factory=AugmentConfig)
-    optim: OptimSection = field(default_factory=OptimSection)
-    loss: LossConfig = field(default_factory=LossConfig)
-    run: RunSection = field(default_factory=RunSection)
+class _CheckpointOrName(_RelPath):
+    """A checkpoint path (it has a folder separator or a checkpoint suffix; relative to the
+    config file) or a catalogue name."""
+
+    def check(self, value: Any, info: ValidationInfo | None = None) -> str:
+        text = Text().check(value)
+        if os.sep in text or text.endswith((".pt", ".th", ".ckpt")):
+            return super().check(text, info)
+        return text
+
+
+class TrainConfig(_Section):
+    section: ClassVar[str] = "the training config"
+
+    seed: Annotated[int, Number(0, 2**32 - 1, integer=True)] = 0
+    out_dir: RelPath = "train_runs/run"
+    init_from: Annotated[str, _CheckpointOrName()] | None = Field(
+        None, description="a checkpoint path or catalogue name to fine-tune from")
+    model: ModelSection = Field(default_factory=ModelSection)
+    data: DataSection = Field(default_factory=DataSection)
+    augment: Annotated[AugmentConfig, _dataclass_section(AugmentConfig, "augment")] = Field(
+        default_factory=AugmentConfig)
+    optim: OptimSection = Field(default_factory=OptimSection)
+    loss: Annotated[LossConfig, _dataclass_section(LossConfig, "loss")] = Field(default_factory=LossConfig)
+    run: RunSection = Field(default_factory=RunSection)
+
+    @classmethod
+    def unknown_keys(cls, unknown: list[str], allowed: list[str]):
+        return invalid(f"unknown top-level config keys {sorted(unknown)}; known: {sorted(allowed)}")
 
     @property
     def segment_samples(self) -> int:
         return int(round(self.data.segment_s * self.data.samplerate))
 
     def to_dict(self) -> dict:
-        def plain(v):
-            if isinstance(v, dict):
-                return {k: plain(x) for k, x in v.items()}
-            if isinstance(v, (list, tuple)):
-                return [plain(x) for x in v]
-            return v
-        return plain(asdict(self))
+        return self.model_dump(mode="json")
 
 
-def config_from_dict(raw: dict, base_dir: str | os.PathLike | None = None) -> TrainConfig:
-    """Build and check a :class:`TrainConfig`; relative paths are taken from ``base_dir``."""
+def config_from_dict(raw: dict, base_dir: str | os.PathLike | None = None, *,
+                     data_root: str | os.PathLike | None = None) -> TrainConfig:
+    """Build and check a :class:`TrainConfig`; relative paths are taken from ``base_dir``.
+    ``data_root`` (relative to the working folder) replaces ``data.root``."""
     if not isinstance(raw, dict):
         raise ConfigError("the training config must be a mapping")
-    sections = {"model", "data", "augment", "optim", "loss", "run"}
-    top = {"seed", "out_dir", "init_from"} | sections
-    unknown = set(raw) - top
-    if unknown:
-        raise ConfigError(f"unknown top-level config keys {sorted(unknown)}; known: {sorted(top)}")
-    data_raw = dict(raw.get("data") or {})
-    base = Path(base_dir) if base_dir else None
-
-    def path(p: str | None) -> str | None:
-        if p is None or p == "":
-            return p
-        q = Path(os.path.expanduser(str(p)))
-        return str(q if q.is_absolute() or base is None else (base / q))
-
-    for key in ("root", "cache_dir", "valid_root"):
-        if key in data_raw:
-            data_raw[key] = path(data_raw[key])
-    if "sources" in data_raw:
-        data_raw["sources"] = tuple(data_raw["sources"])
-    optim_raw = dict(raw.get("optim") or {})
-    if "betas" in optim_raw:
-        optim_raw["betas"] = tuple(float(b) for b in optim_raw["betas"])
-    for key in ("lr", "weight_decay", "min_lr_ratio", "grad_clip"):
-        if key in optim_raw:
-            optim_raw[key] = float(optim_raw[key])
-    init_from = raw.get("init_from")
-    if init_from and (os.sep in str(init_from) or str(init_from).endswith((".pt", ".th", ".ckpt"))):
-        init_from = path(init_from)
-    cfg = TrainConfig(
-        seed=int(raw.get("seed", 0)),
-        out_dir=path(raw.get("out_dir", "train_runs/run")),
-        init_from=init_from,
-        model=_take(ModelSection, raw.get("model"), "model"),
-        data=_take(DataSection, data_raw, "data"),
-        augment=AugmentConfig.from_dict(raw.get("augment")),
-        optim=_take(OptimSection, optim_raw, "optim"),
-        loss=LossConfig.from_dict(raw.get("loss")),
-        run=_take(RunSection, raw.get("run"), "run"),
-    )
-    _check(cfg)
+    if data_root is not None:
+        data = raw.get("data") if isinstance(raw.get("data"), dict) else {}
+        raw = {**raw, "data": {**data, "root": str(Path(data_root).resolve())}}
+    cfg = validate(TrainConfig, raw, base=Path(base_dir) if base_dir else None, root="the training config")
+    if not cfg.data.root:
+        raise ConfigError(f"data.root: no training data folder; {DATA_HINT}")
+    if not cfg.data.cache_dir:
+        raise ConfigError("data.cache_dir (where decoded audio is cached) is required")
     return cfg
 
 
-def _check(cfg: TrainConfig) -> None:
-    if not cfg.data.root:
-        raise ConfigError("data.root (the training data folder) is required")
-    if not cfg.data.cache_dir:
-        raise ConfigError("data.cache_dir (where decoded audio is cached) is required")
-    o = cfg.optim
-    if o.lr <= 0 or o.steps <= 0 or o.batch_size <= 0 or o.warmup_steps < 0:
-        raise ConfigError("optim.lr, optim.steps and optim.batch_size must be positive, warmup_steps >= 0")
-    if not 0.0 <= o.min_lr_ratio <= 1.0:
-        raise ConfigError("optim.min_lr_ratio must be in [0, 1]")
-    if cfg.data.segment_s <= 0:
-        raise ConfigError("data.segment_s must be positive")
-    if cfg.run.threads < 0:
-        raise ConfigError("run.threads must be >= 0 (0 leaves torch's default)")
+def check_data_folder(cfg: TrainConfig) -> None:
+    """The data folder must exist before anything is built (a fresh clone has no data)."""
+    root = Path(cfg.data.root)
+    if not root.is_dir():
+        raise ConfigError(f"data.root: no such folder: {root}; {DATA_HINT}")
 
 
-def load_config(path: str | os.PathLike) -> TrainConfig:
-    import yaml
-
+def load_config(path: str | os.PathLike, *, data_root: str | os.PathLike | None = None) -> TrainConfig:
+    """Read a training config file (``data_root``: see :func:`config_from_dict`)."""
     path = Path(path)
+    raw = load_yaml(path, "training config", shape="(model:, data:, optim:, ...)", syntax="not valid YAML")
     try:
-        raw = yaml.safe_load(path.read_text())
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read the training config ({exc.strerror})") from exc
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
-    return config_from_dict(raw or {}, base_dir=path.parent)
+        return config_from_dict(raw, base_dir=path.parent, data_root=data_root)
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
