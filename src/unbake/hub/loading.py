@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from ..errors import ModelError, UnknownModelError
+from ..errors import ModelError, ModelOptionError, UnknownModelError
 from .architectures import model_from_config
 from .catalogue import EnsembleEntry, ModelEntry, load_catalogue
 from .ensemble import Ensemble
@@ -121,7 +121,8 @@ def load_model(source: Any, pretrained: bool = True, *, config: str | os.PathLik
         entry = cat.get(text)
         if isinstance(entry, EnsembleEntry):
             if model_file is not None:
-                raise ModelError(f"{text!r} is an ensemble; --model-file takes a single model")
+                raise ModelOptionError("model_file", f"{text!r} is an ensemble; a model file stands in for a "
+                                                     "single model's weights")
             return _build_ensemble(entry, pretrained)
         return _build_entry(entry, pretrained, Path(model_file) if model_file else None)
     path = Path(text)

@@ -77,13 +77,13 @@ def evaluate_dataset(dataset, model, outdir, *, mixture_from_stems: bool = False
     Estimates are kept under ``outdir/estimates/<track>/`` and reused when the same model
     already produced them (so an interrupted run resumes where it stopped).
     """
-    from ..separate import _model_name, resolve_model, separate
+    from ..separate import load_runner, separate
     from .bsseval import evaluate_stems
 
     out = Path(outdir)
     (out / "scores").mkdir(parents=True, exist_ok=True)
-    mdl = resolve_model(model)
-    mname = _model_name(mdl)
+    mdl = load_runner(model)
+    mname = mdl.name
     items = find_tracks(dataset)
     if tracks:
         items = [t for t in items if t.name in tracks]
