@@ -179,9 +179,18 @@ def process_temp_dir() -> Path:
 
     Named with the PID so that a later start can tell the folder of a killed process (PID gone)
     from that of one still running, and delete it (:func:`sweep_stale`)."""
-    folder = temp_root() / f"{_PROCESS_PREFIX}{os.getpid()}"
-    folder.mkdir(parents=True, exist_ok=True)
+    name = f"{_PROCESS_PREFIX}{os.getpid()}"
+    try:
+        folder = temp_root() / name
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError:  # a read-only cache: the system's temporary folder, same layout
+        folder = _fallback_temp_root() / name
+        folder.mkdir(parents=True, exist_ok=True)
     return folder
+
+
+def _fallback_temp_root() -> Path:
+    return Path(tempfile.gettempdir()) / "unbake-tmp"
 
 
 @contextlib.contextmanager
@@ -247,10 +256,12 @@ def sweep_stale(extra: tuple[str | os.PathLike, ...] = ()) -> list[Path]:
     ``.part`` files in the cache (downloads, separations) and in ``extra`` folders. Cheap: lists
     a few folders, never walks a tree. Returns the deleted paths."""
     removed: list[Path] = []
-    try:
-        entries = list(os.scandir(temp_root()))
-    except OSError:
-        entries = []
+    entries = []
+    for folder in (temp_root(), _fallback_temp_root()):
+        try:
+            entries.extend(os.scandir(folder))
+        except OSError:
+            pass
     for entry in entries:
         name = entry.name
         if not name.startswith(_PROCESS_PREFIX) or not name[len(_PROCESS_PREFIX):].isdigit():

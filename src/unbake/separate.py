@@ -26,12 +26,13 @@ from .errors import ModelOptionError, OutputError, OutputOptionError, ParameterE
 from .stems import StemSet
 
 if TYPE_CHECKING:
-    from .hub.ensemble import Ensemble, Member, Runner
+    from .hub.ensemble import Member, Runner
 
 log = logging.getLogger(__name__)
 
 OTHER_METHODS = ("add", "minus")
 DEFAULT_FILENAME = "{track}/{stem}.{ext}"
+FILE_FORMATS = OUTPUT_FORMATS  # what separate_file writes
 ProgressFn = Callable[[float], None]
 
 # ------------------------------------------------------------------------------ the request
@@ -102,7 +103,7 @@ class SeparationRequest:
     clip: str = _option("rescale", _one_of(dsp.CLIP_MODES))
     stream: int = _option(0, _number(0, integer=True))
     # the files separate_file writes
-    format: str = _option("wav", _one_of(OUTPUT_FORMATS), output=True)
+    format: str = _option("wav", output=True)  # checked with bit depth and bitrate below
     bit_depth: str | None = _option(None, output=True)
     mp3_bitrate: int | None = _option(None, output=True)
     filename: str = _option(DEFAULT_FILENAME, _filename, output=True)
@@ -113,7 +114,7 @@ class SeparationRequest:
             check = f.metadata.get("check")
             if check is not None:
                 check(f.name, getattr(self, f.name))
-        check_output_options(self.format, self.bit_depth, self.mp3_bitrate)
+        check_output_options(self.format, self.bit_depth, self.mp3_bitrate, formats=FILE_FORMATS)
 
     @classmethod
     def from_options(cls, base: "SeparationRequest | None" = None, **options) -> "SeparationRequest":
@@ -177,7 +178,7 @@ def resolve_model(model: Any = None, *, weights: Sequence[float] | None = None,
     return load_model(model, model_file=model_file, config=config)
 
 
-def load_runner(model: Any = None, **choice) -> "Ensemble":
+def load_runner(model: Any = None, **choice) -> Runner:
     """:func:`resolve_model`, as the one runner the facade works with (a model is an ensemble
     of one). ``choice``: ``weights``, ``method``, ``model_file``, ``config``."""
     from .hub.ensemble import as_runner
@@ -514,22 +515,23 @@ def render_filename(template: str, *, track: str, stem: str, ext: str, model: st
 
 
 def separate_file(path: str | os.PathLike, outdir: str | os.PathLike = "separated", model: Any = None, *,
-                  format: str = "wav", bit_depth: str | None = None, mp3_bitrate: int | None = None,
-                  filename: str = DEFAULT_FILENAME, overwrite: bool = False,
+                  format: str | None = None, bit_depth: str | None = None, mp3_bitrate: int | None = None,
+                  filename: str | None = None, overwrite: bool | None = None,
                   progress: ProgressFn | None = None, request: SeparationRequest | None = None,
                   weights: Sequence[float] | None = None, ensemble_method: str = "average",
                   model_file: str | None = None, config: str | None = None, **options) -> dict[str, Path]:
     """Separate one file into one file per stem, streaming; returns ``{stem: path}``.
 
-    ``request`` (a :class:`SeparationRequest`) carries every option at once; the output keywords
-    given with other than their default values, and ``options``, replace its fields. Existing
+    ``format`` (default wav), ``bit_depth``, ``mp3_bitrate``, ``filename`` (default
+    :data:`DEFAULT_FILENAME`) and ``overwrite`` shape the files; None leaves the request's value.
+    ``request`` (a :class:`SeparationRequest`) carries every option at once; the keywords given
+    replace its fields. Existing
     outputs are refused before any work unless ``overwrite``; nothing appears under a final name
     unless every stem of the track was written completely, and a failure (or Ctrl-C) leaves no
     folder it created behind.
     """
     given = {k: v for k, v in (("format", format), ("bit_depth", bit_depth), ("mp3_bitrate", mp3_bitrate),
-                               ("filename", filename), ("overwrite", overwrite))
-             if v != _FILE_DEFAULTS[k] or request is None}
+                               ("filename", filename), ("overwrite", overwrite)) if v is not None}
     req = SeparationRequest.from_options(request, **given, **options)
     runner = load_runner(model, weights=weights, method=ensemble_method, model_file=model_file, config=config)
     path = Path(path)
@@ -552,10 +554,6 @@ def separate_file(path: str | os.PathLike, outdir: str | os.PathLike = "separate
                 folder.rmdir()
         raise
     return targets
-
-
-_FILE_DEFAULTS = {"format": "wav", "bit_depth": None, "mp3_bitrate": None, "filename": DEFAULT_FILENAME,
-                  "overwrite": False}
 
 
 def output_targets(path: str | os.PathLike, outdir: str | os.PathLike, model: Any,
