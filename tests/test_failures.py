@@ -28,7 +28,7 @@ from unbake.audio.dsp import StreamResampler, resample
 from unbake.cli import app
 from unbake.errors import AudioError, CheckpointError, DownloadError
 
-REPO = Path(__file__).resolve().parents[1]
+SRC_ROOT = Path(unbake.__file__).resolve().parents[1]  # the src folder this worktree's code runs from
 
 # Runs the CLI in a child process and reports the child's own peak resident memory.
 _PEAK_RSS = """
@@ -46,7 +46,7 @@ sys.exit(code)
 
 def _env(cache: Path, **extra) -> dict:
     env = dict(os.environ, UNBAKE_CACHE=str(cache), UNBAKE_OFFLINE="1", **extra)
-    env["PYTHONPATH"] = os.pathsep.join([str(REPO / "src"), env.get("PYTHONPATH", "")])
+    env["PYTHONPATH"] = os.pathsep.join([str(SRC_ROOT), env.get("PYTHONPATH", "")])
     return env
 
 
@@ -310,10 +310,21 @@ def test_check_reports_the_trivial_answer_in_text(tmp_path, mix):
 
 
 def test_failures_leave_no_output_folders(tmp_path, mix):
-    from test_cli import _bad_inputs
-
-    (tmp_path / "in").mkdir()
-    for kind, path in _bad_inputs(tmp_path / "in", mix).items():
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    text = inputs / "text.mp3"
+    text.write_text("not audio at all\n" * 100)
+    empty = inputs / "empty.wav"
+    empty.write_bytes(b"")
+    whole = write_audio(inputs / "whole.wav", mix, 44100, bit_depth="16").read_bytes()
+    cut = inputs / "truncated.wav"
+    cut.write_bytes(whole[:5000])
+    nan = mix.copy()
+    nan[0, 10] = np.nan
+    bad = {"text": text, "empty": empty, "truncated": cut, "missing": inputs / "missing.wav",
+           "nan": write_audio(inputs / "nan.wav", nan, 44100, bit_depth="32f"),
+           "one_hz": _wav_with_rate(inputs / "one_hz.wav", 1)}
+    for kind, path in bad.items():
         out = tmp_path / f"out_{kind}" / "nested"
         res = CliRunner().invoke(app, ["separate", str(path), "-o", str(out), "-n", "center"])
         assert res.exit_code == 1, kind
