@@ -135,10 +135,12 @@ SeparateOptions = SeparationRequest  # the earlier name
 
 
 def _check_device(device: Any) -> None:
-    from .engine.apply import resolve_device  # imports torch: only when a request is made
-
-    if not isinstance(device, str):
+    if isinstance(device, str) and device.lower() == "cpu":
+        return  # the default needs no torch import to check
+    if not isinstance(device, str) and not hasattr(device, "type"):  # a torch.device is fine
         raise ParameterError("device", f"must be a name such as 'cpu' or 'cuda', got {device!r}")
+    from .engine.apply import resolve_device  # imports torch
+
     try:
         resolve_device(device)
     except ParameterError:

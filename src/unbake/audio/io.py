@@ -377,7 +377,10 @@ class AudioWriter:
     def write(self, block: np.ndarray) -> None:
         if block.ndim != 2 or block.shape[0] != self.channels:
             raise OutputError(f"{self.path}: expected blocks shaped ({self.channels}, n), got {block.shape}")
-        self._file.write(np.ascontiguousarray(block, dtype=np.float32))
+        try:
+            self._file.write(np.ascontiguousarray(block, dtype=np.float32))
+        except (OSError, RuntimeError) as exc:  # the encoder reports a full disk as either
+            raise OutputError(f"{self.path}: cannot write ({_short(exc)})") from exc
         self.frames += block.shape[1]
 
     def commit(self) -> Path:

@@ -38,7 +38,7 @@ def separate(
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing output files."),
 ) -> None:
     """Separate songs into stems: OUTDIR/{track}/{stem}.{ext}."""
-    from ..separate import SeparationRequest
+    from ..separate import SeparationRequest, output_stems
 
     # every option is checked here, before a model loads
     request = SeparationRequest(
@@ -48,6 +48,7 @@ def separate(
         overwrite=overwrite,
     )
     runner = _load(name, model_file, config, _weights(weights), ensemble_method)
+    output_stems(runner, request.two_stems)  # --two-stems the model lacks: once, not once per file
     failures = _separate_all(inputs, outdir, runner, request)
     if len(inputs) > 1 or failures:
         console.print(f"{len(inputs) - failures} separated, {failures} failed", highlight=False)
