@@ -125,6 +125,13 @@ class SeparationRequest:
             raise ParameterError(unknown[0], f"unknown separation option (known: {', '.join(sorted(known))})")
         return replace(base, **options) if base is not None else cls(**options)
 
+    @classmethod
+    def from_fields(cls, values: dict[str, Any]) -> "SeparationRequest":
+        """A request from a mapping that may hold other names too (a command's parameters):
+        the entries named like fields are taken, the rest ignored."""
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in values.items() if k in known})
+
     def separation_options(self) -> dict[str, Any]:
         """The options that shape the stems (not the files): what provenance records."""
         return {f.name: getattr(self, f.name) for f in fields(self)

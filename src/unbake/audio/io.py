@@ -3,15 +3,15 @@ wav/flac/mp3/ogg/aiff), streaming in blocks, and atomic output files."""
 
 from __future__ import annotations
 
+import contextlib
 import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
 
 import numpy as np
 
-from .._common import PART_SUFFIX, part_prefix
+from .._common import atomic_path
 from .dsp import check_sample_rate
 from ..errors import AudioError, InvalidAudioError, OutputError, OutputExistsError, OutputOptionError
 
@@ -360,19 +360,21 @@ class AudioWriter:
         self.path = make_parent(check_writable(path, overwrite))
         fmt = format_from_path(self.path)
         kwargs = _writer_kwargs(fmt, bit_depth, mp3_bitrate)
-        # the name atomic_path gives (writer's PID inside), so a later start can sweep it
-        fd, tmp = tempfile.mkstemp(prefix=part_prefix(self.path), suffix=PART_SUFFIX + self.path.suffix,
-                                   dir=self.path.parent)
-        os.close(fd)
-        self.tmp = Path(tmp)
+        # the one atomic-write context manager, held open across write() calls until commit/abort
+        self._atomic = contextlib.ExitStack()
+        self.tmp = self._atomic.enter_context(atomic_path(self.path, suffix=self.path.suffix))
         self.channels = channels
         self.frames = 0
         try:
             self._file = AudioFile(str(self.tmp), "w", samplerate=float(sample_rate), num_channels=channels, **kwargs)
         except Exception as exc:
-            self.tmp.unlink(missing_ok=True)
+            self._discard(exc)
             raise OutputError(f"{self.path}: cannot open for writing ({_short(exc)})") from exc
         self._done = False
+
+    def _discard(self, exc: BaseException) -> None:
+        """Leave the atomic block as an error does: the temporary file is removed."""
+        self._atomic.__exit__(type(exc), exc, exc.__traceback__)
 
     def write(self, block: np.ndarray) -> None:
         if block.ndim != 2 or block.shape[0] != self.channels:
@@ -388,7 +390,7 @@ class AudioWriter:
             return self.path
         self._file.close()
         _chmod_default(self.tmp)
-        os.replace(self.tmp, self.path)
+        self._atomic.close()  # renames the temporary file onto the target
         self._done = True
         return self.path
 
@@ -399,7 +401,7 @@ class AudioWriter:
             self._file.close()
         except Exception:
             pass
-        self.tmp.unlink(missing_ok=True)
+        self._discard(OutputError(f"{self.path}: aborted"))
         self._done = True
 
     def __enter__(self) -> "AudioWriter":

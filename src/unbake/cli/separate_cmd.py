@@ -23,12 +23,12 @@ def separate(
     ensemble_method: str = typer.Option("average", "--ensemble-method", help="average | median"),
     two_stems: Optional[str] = typer.Option(None, "--two-stems", help="Write STEM and no_STEM only."),
     other_method: str = typer.Option("add", "--other-method", help="no_STEM as the sum of the other stems (add) or mixture minus STEM (minus)."),
-    segment: Optional[float] = typer.Option(None, "--segment", help="Chunk length in seconds (default: the model's)."),
+    segment_s: Optional[float] = typer.Option(None, "--segment", help="Chunk length in seconds (default: the model's)."),
     overlap: float = typer.Option(0.25, "--overlap", help="Overlap between chunks, 0..1."),
     shifts: int = typer.Option(0, "--shifts", help="Test-time random shifts (deterministic)."),
     device: str = typer.Option("cpu", "--device", "-d", help="cpu | cuda | mps | auto"),
     batch_size: int = typer.Option(1, "--batch-size", help="Chunks per model call."),
-    fmt: str = typer.Option("wav", "--format", help="wav | flac | mp3"),
+    format: str = typer.Option("wav", "--format", help="wav | flac | mp3"),
     bit_depth: Optional[str] = typer.Option(None, "--bit-depth", help="16 | 24 | 32f (wav), 16 | 24 (flac). Default 24."),
     mp3_bitrate: int = typer.Option(320, "--mp3-bitrate", help="kbit/s for mp3 output."),
     filename: str = typer.Option("{track}/{stem}.{ext}", "--filename", help="Output path template: {track} {stem} {ext} {model}."),
@@ -40,13 +40,9 @@ def separate(
     """Separate songs into stems: OUTDIR/{track}/{stem}.{ext}."""
     from ..separate import SeparationRequest, output_stems
 
-    # every option is checked here, before a model loads
-    request = SeparationRequest(
-        two_stems=two_stems, other_method=other_method, segment_s=segment, overlap=overlap, shifts=shifts,
-        device=device, batch_size=batch_size, downmix=downmix, enforce_consistency=enforce_consistency,
-        clip=clip, format=fmt, bit_depth=bit_depth, mp3_bitrate=mp3_bitrate, filename=filename,
-        overwrite=overwrite,
-    )
+    # Parameters named like the request's fields fill it (a new option: a field there and an
+    # option of the same name here); every value is checked now, before a model loads.
+    request = SeparationRequest.from_fields(locals())
     runner = _load(name, model_file, config, _weights(weights), ensemble_method)
     output_stems(runner, request.two_stems)  # --two-stems the model lacks: once, not once per file
     failures = _separate_all(inputs, outdir, runner, request)
