@@ -350,3 +350,15 @@ def test_models_table_fits_80_columns_with_sizes(tmp_path):
     assert sized["htdemucs"] == sum(f.size for f in cat.models["htdemucs"].files)
     row = next(line for line in lines if line.startswith("htdemucs "))
     assert re.search(rf"\b{sized['htdemucs'] / 1e6:.0f} MB\b", row), row
+
+
+def test_every_temporary_output_name_carries_its_writers_pid(tmp_path, mix):
+    from unbake._common import atomic_path, part_owner
+    from unbake.audio import AudioWriter
+
+    writer = AudioWriter(tmp_path / "a.flac", 44100, 2)
+    with atomic_path(tmp_path / "b.json") as tmp:
+        assert part_owner(tmp) == part_owner(writer.tmp) == os.getpid()
+    writer.write(mix)
+    writer.abort()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["b.json"]
