@@ -23,6 +23,7 @@ import pytest
 from typer.testing import CliRunner
 
 import unbake
+from unbake._common import process_dir_name
 from unbake.audio import info, iter_blocks, read_audio, write_audio
 from unbake.audio.dsp import StreamResampler, resample
 from unbake.cli import app
@@ -120,7 +121,7 @@ def test_temporary_work_under_the_cache_per_process_and_its_size_announced(tmp_p
 
     monkeypatch.setattr(facade, "_close", measuring_close)
     unbake.separate_file(wav_file, tmp_path / "out", "center")
-    assert seen["workdir"].parent == cache / "tmp" / f"pid-{os.getpid()}"
+    assert seen["workdir"].parent == cache / "tmp" / process_dir_name()
     assert not seen["workdir"].exists()  # removed when the separation ended
     estimate = facade.temp_disk_bytes(info(wav_file), unbake.load_model("center"))
     assert seen["bytes"] <= estimate <= 1.2 * seen["bytes"], (estimate, seen["bytes"])
@@ -139,10 +140,12 @@ def test_leftovers_of_dead_processes_swept_at_the_next_start(tmp_path, wav_file,
     cache = tmp_path / "cache"
     monkeypatch.setenv("UNBAKE_CACHE", str(cache))
     dead = _dead_pid()
-    stale_dir = cache / "tmp" / f"pid-{dead}"
+    stale_dir = cache / "tmp" / process_dir_name(dead)
+    elsewhere = cache / "tmp" / f"pid-{dead}-another-machine"  # its PIDs mean nothing here
+    elsewhere.mkdir(parents=True)
     (stale_dir / "separate-abc").mkdir(parents=True)
     (stale_dir / "separate-abc" / "input.f32").write_bytes(b"\0" * 1000)
-    live_dir = cache / "tmp" / f"pid-{os.getppid()}"
+    live_dir = cache / "tmp" / process_dir_name(os.getppid())
     live_dir.mkdir()
     stale_part = cache / f".model.th.{dead}.abcd1234.part"
     stale_part.write_bytes(b"x")
@@ -153,7 +156,7 @@ def test_leftovers_of_dead_processes_swept_at_the_next_start(tmp_path, wav_file,
     res = CliRunner().invoke(app, ["models", "--json"])
     assert res.exit_code == 0
     assert not stale_dir.exists() and not stale_part.exists()
-    assert live_dir.exists() and live_part.exists() and other.exists()
+    assert live_dir.exists() and live_part.exists() and other.exists() and elsewhere.exists()
     # a killed run's half-written stems beside the outputs go when the same folder is written again
     out = tmp_path / "out" / "song"
     out.mkdir(parents=True)
@@ -168,7 +171,7 @@ def _start_separation(tmp_path: Path, mix: np.ndarray) -> tuple[subprocess.Popen
     cache = tmp_path / "cache"
     proc = subprocess.Popen([sys.executable, "-m", "unbake", "separate", str(long), "-o", str(tmp_path / "out")],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env(cache))
-    work = cache / "tmp" / f"pid-{proc.pid}"
+    work = cache / "tmp" / process_dir_name(proc.pid)
     for _ in range(1200):  # the per-process folder appears once the model is loaded
         if work.is_dir() and any(work.iterdir()) or proc.poll() is not None:
             break

@@ -174,12 +174,25 @@ def temp_root() -> Path:
     return cache_root() / TEMP_DIRNAME
 
 
-def process_temp_dir() -> Path:
-    """This process's temporary folder, ``<cache root>/tmp/pid-<PID>`` (created on first use).
+_PROCESS_RE = re.compile(r"^pid-(\d+)-(.*)$")
 
-    Named with the PID so that a later start can tell the folder of a killed process (PID gone)
-    from that of one still running, and delete it (:func:`sweep_stale`)."""
-    name = f"{_PROCESS_PREFIX}{os.getpid()}"
+
+def _host() -> str:
+    import socket
+
+    return re.sub(r"[^A-Za-z0-9.-]", "_", socket.gethostname()) or "host"
+
+
+def process_dir_name(pid: int | None = None) -> str:
+    """``pid-<PID>-<host>``: the PID tells a killed process's folder from a running one's; the
+    host keeps machines (or containers) that share a cache from judging each other's PIDs."""
+    return f"{_PROCESS_PREFIX}{os.getpid() if pid is None else pid}-{_host()}"
+
+
+def process_temp_dir() -> Path:
+    """This process's temporary folder, ``<cache root>/tmp/pid-<PID>-<host>`` (created on first
+    use); a later start deletes it once the process is gone (:func:`sweep_stale`)."""
+    name = process_dir_name()
     try:
         folder = temp_root() / name
         folder.mkdir(parents=True, exist_ok=True)
@@ -252,7 +265,7 @@ def sweep_stale_parts(folder: str | os.PathLike) -> list[Path]:
 
 
 def sweep_stale(extra: tuple[str | os.PathLike, ...] = ()) -> list[Path]:
-    """What killed processes left behind: their ``<cache root>/tmp/pid-<PID>`` folders and the
+    """What killed processes left behind: their ``<cache root>/tmp/pid-<PID>-<host>`` folders and the
     ``.part`` files in the cache (downloads, separations) and in ``extra`` folders. Cheap: lists
     a few folders, never walks a tree. Returns the deleted paths."""
     removed: list[Path] = []
@@ -262,11 +275,10 @@ def sweep_stale(extra: tuple[str | os.PathLike, ...] = ()) -> list[Path]:
             entries.extend(os.scandir(folder))
         except OSError:
             pass
+    host = _host()
     for entry in entries:
-        name = entry.name
-        if not name.startswith(_PROCESS_PREFIX) or not name[len(_PROCESS_PREFIX):].isdigit():
-            continue
-        if pid_alive(int(name[len(_PROCESS_PREFIX):])):
+        m = _PROCESS_RE.match(entry.name)
+        if not m or m.group(2) != host or pid_alive(int(m.group(1))):
             continue
         shutil.rmtree(entry.path, ignore_errors=True)
         removed.append(Path(entry.path))
