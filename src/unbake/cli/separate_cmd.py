@@ -110,7 +110,8 @@ def _warn_if_long(path: Path, runner, request) -> None:
     if not meta.duration_s >= LONG_INPUT_S and need < free:  # (NaN: length unknown)
         return
     short = f" (only {_size(free)} free there)" if need >= free else ""
-    console.print(f"[yellow]warning:[/] {_escape(path.name)} lasts {meta.duration_s / 60:.0f} min; separating it "
+    length = f"{meta.duration_s / 60:.0f} min" if meta.duration_s >= 60 else f"{meta.duration_s:.0f} s"
+    console.print(f"[yellow]warning:[/] {_escape(path.name)} lasts {length}; separating it "
                   f"writes about {_size(need)} of temporary files under {_escape(str(temp_root()))}{short}",
                   highlight=False)
 
