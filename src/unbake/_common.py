@@ -10,6 +10,7 @@ import contextlib
 import hashlib
 import json
 import os
+import re
 import shutil
 import tempfile
 from pathlib import Path
@@ -158,3 +159,130 @@ def find_dataset_tracks(root: str | os.PathLike) -> list[Path]:
     if not found:
         raise ConfigError(f"{root}: no tracks (expected *.stem.mp4 files or folders with one file per stem)")
     return found
+
+
+# ---------------------------------------------------------------- temporary work and stale files
+
+TEMP_DIRNAME = "tmp"
+_PROCESS_PREFIX = "pid-"
+# ``.<name>.<pid>.<8 random chars>.part[<suffix>]``, as :func:`atomic_path` and friends make them
+_PART_RE = re.compile(r"^\..+\.(\d+)\.[A-Za-z0-9_]{8}\.part(\..*)?$")
+
+
+def temp_root() -> Path:
+    """``<cache root>/tmp``: every process keeps its temporary work in a folder of its own here."""
+    return cache_root() / TEMP_DIRNAME
+
+
+_PROCESS_RE = re.compile(r"^pid-(\d+)-(.*)$")
+
+
+def _host() -> str:
+    import socket
+
+    return re.sub(r"[^A-Za-z0-9.-]", "_", socket.gethostname()) or "host"
+
+
+def process_dir_name(pid: int | None = None) -> str:
+    """``pid-<PID>-<host>``: the PID tells a killed process's folder from a running one's; the
+    host keeps machines (or containers) that share a cache from judging each other's PIDs."""
+    return f"{_PROCESS_PREFIX}{os.getpid() if pid is None else pid}-{_host()}"
+
+
+def process_temp_dir() -> Path:
+    """This process's temporary folder, ``<cache root>/tmp/pid-<PID>-<host>`` (created on first
+    use); a later start deletes it once the process is gone (:func:`sweep_stale`)."""
+    name = process_dir_name()
+    try:
+        folder = temp_root() / name
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError:  # a read-only cache: the system's temporary folder, same layout
+        folder = _fallback_temp_root() / name
+        folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+def _fallback_temp_root() -> Path:
+    return Path(tempfile.gettempdir()) / "unbake-tmp"
+
+
+@contextlib.contextmanager
+def temp_workdir(prefix: str = "work-") -> Iterator[Path]:
+    """A fresh folder inside :func:`process_temp_dir`, deleted when the block ends (also on
+    errors and Ctrl-C; after a kill, the next start sweeps it)."""
+    tmp = Path(tempfile.mkdtemp(prefix=prefix, dir=process_temp_dir()))
+    try:
+        yield tmp
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def pid_alive(pid: int) -> bool:
+    """True when a process with this PID exists (on this machine)."""
+    if pid <= 0:
+        return False
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process: alive
+        return True
+    except OSError:
+        return False
+    return True
+
+
+def part_owner(path: str | os.PathLike) -> int | None:
+    """The PID in a temporary name made by :func:`atomic_path` / :func:`atomic_dir`, else None."""
+    m = _PART_RE.match(Path(path).name)
+    return int(m.group(1)) if m else None
+
+
+def sweep_stale_parts(folder: str | os.PathLike) -> list[Path]:
+    """Delete the temporary ``.part`` files and folders in ``folder`` (not below it) whose
+    writer is gone; returns what was deleted. A missing or unreadable folder is left alone."""
+    removed: list[Path] = []
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:
+        return removed
+    for entry in entries:
+        pid = part_owner(entry.name)
+        if pid is None or pid_alive(pid):
+            continue
+        path = Path(entry.path)
+        try:
+            if entry.is_dir(follow_symlinks=False):
+                shutil.rmtree(path)
+            else:
+                path.unlink()
+            removed.append(path)
+        except OSError:
+            pass
+    return removed
+
+
+def sweep_stale(extra: tuple[str | os.PathLike, ...] = ()) -> list[Path]:
+    """What killed processes left behind: their ``<cache root>/tmp/pid-<PID>-<host>`` folders and the
+    ``.part`` files in the cache (downloads, separations) and in ``extra`` folders. Cheap: lists
+    a few folders, never walks a tree. Returns the deleted paths."""
+    removed: list[Path] = []
+    entries = []
+    for folder in (temp_root(), _fallback_temp_root()):
+        try:
+            entries.extend(os.scandir(folder))
+        except OSError:
+            pass
+    host = _host()
+    for entry in entries:
+        m = _PROCESS_RE.match(entry.name)
+        if not m or m.group(2) != host or pid_alive(int(m.group(1))):
+            continue
+        shutil.rmtree(entry.path, ignore_errors=True)
+        removed.append(Path(entry.path))
+    root = cache_root()
+    for folder in (root, root / "separations", *extra):
+        removed.extend(sweep_stale_parts(folder))
+    return removed

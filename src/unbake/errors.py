@@ -63,3 +63,21 @@ class ConfigError(UnbakeError):
 
 class DependencyError(UnbakeError):
     """An optional dependency is missing; the message says what to install."""
+
+
+class ParameterError(UnbakeError, ValueError):
+    """An argument has a value the function cannot use. ``parameter`` is its Python name, so that
+    a front end can name its own spelling of it (the CLI says ``--overlap``)."""
+
+    def __init__(self, parameter: str, detail: str) -> None:
+        super().__init__(f"{parameter}: {detail}")
+        self.parameter = parameter
+        self.detail = detail
+
+
+class OutputOptionError(ParameterError, OutputError):
+    """An output option (format, bit depth, bitrate, file name template) is invalid."""
+
+
+class ModelOptionError(ParameterError, ModelError):
+    """A model-choice option (weights, ensemble method, model file) does not fit the models."""

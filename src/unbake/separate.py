@@ -8,57 +8,152 @@ stem of a track is complete.
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import logging
 import os
 import string
-import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any, Callable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence
 
 import numpy as np
 
-from ._common import track_name
+from ._common import sweep_stale_parts, track_name
 from .audio import dsp
-from .audio.io import BLOCK_FRAMES, OUTPUT_FORMATS, AudioWriter, check_writable, iter_blocks
-from .errors import AudioError, ModelError, OutputError, UnbakeError
+from .audio.io import BLOCK_FRAMES, OUTPUT_FORMATS, AudioWriter, check_output_options, check_writable, iter_blocks
+from .errors import ModelOptionError, OutputError, OutputOptionError, ParameterError, UnbakeError
 from .stems import StemSet
+
+if TYPE_CHECKING:
+    from .hub.ensemble import Member, Runner
 
 log = logging.getLogger(__name__)
 
 OTHER_METHODS = ("add", "minus")
 DEFAULT_FILENAME = "{track}/{stem}.{ext}"
+FILE_FORMATS = OUTPUT_FORMATS  # what separate_file writes
 ProgressFn = Callable[[float], None]
 
+# ------------------------------------------------------------------------------ the request
 
-@dataclass
-class SeparateOptions:
-    """Everything that shapes one separation. ``segment_s`` None = the model's own."""
+
+def _one_of(choices: Sequence[str]) -> Callable[[str, Any], None]:
+    def check(name: str, value: Any) -> None:
+        if value not in choices:
+            raise ParameterError(name, f"must be one of {', '.join(map(str, choices))}, not {value!r}")
+    return check
+
+
+def _number(low: float | None = None, high: float | None = None, *, integer: bool = False,
+            low_open: bool = False, high_open: bool = False) -> Callable[[str, Any], None]:
+    """A check that a value is a number (an int when ``integer``) inside a range."""
+    def check(name: str, value: Any) -> None:
+        kinds = (int,) if integer else (int, float)
+        if isinstance(value, bool) or not isinstance(value, kinds):
+            raise ParameterError(name, f"must be {'an integer' if integer else 'a number'}, got {value!r}")
+        too_low = low is not None and (value <= low if low_open else value < low)
+        too_high = high is not None and (value >= high if high_open else value > high)
+        if too_low or too_high or value != value:
+            raise ParameterError(name, f"must be {_range_text(low, high, low_open, high_open)}, got {value}")
+    return check
+
+
+def _range_text(low, high, low_open: bool, high_open: bool) -> str:
+    if low is not None and high is not None:
+        return f"in {'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"
+    if low is not None:
+        return f"{'>' if low_open else '>='} {low:g}"
+    return f"{'<' if high_open else '<='} {high:g}"
+
+
+def _optional(check: Callable[[str, Any], None]) -> Callable[[str, Any], None]:
+    return lambda name, value: None if value is None else check(name, value)
+
+
+def _filename(name: str, template: Any) -> None:
+    render_filename(str(template), track="t", stem="s", ext="wav", model="m")
+
+
+def _option(default: Any, check: Callable[[str, Any], None] | None = None, *, output: bool = False) -> Any:
+    """One field of :class:`SeparationRequest`: its default, its check, and whether it shapes the
+    files written (``output``) rather than the separation (recorded in the stems' provenance)."""
+    return field(default=default, metadata={"check": check, "output": output})
+
+
+@dataclass(frozen=True)
+class SeparationRequest:
+    """Every option of one separation, validated when the request is made, so a bad value is
+    refused before a model loads. Errors name the parameter (:class:`ParameterError`).
+
+    Adding an option is adding a field here (with its check); front ends pass it through.
+    ``segment_s`` None means the model's own segment.
+    """
 
     two_stems: str | None = None
-    other_method: str = "add"
-    segment_s: float | None = None
-    overlap: float = 0.25
-    shifts: int = 0
-    seed: int = 0
-    device: str = "cpu"
-    batch_size: int = 1
+    other_method: str = _option("add", _one_of(OTHER_METHODS))
+    segment_s: float | None = _option(None, _optional(_number(0, low_open=True)))
+    overlap: float = _option(0.25, _number(0, 1, high_open=True))
+    shifts: int = _option(0, _number(0, integer=True))
+    seed: int = _option(0, _number(integer=True))
+    device: str = _option("cpu", lambda name, value: _check_device(value))
+    batch_size: int = _option(1, _number(1, integer=True))
     downmix: bool = False
     enforce_consistency: bool = False
-    clip: str = "rescale"
-    stream: int = 0
+    clip: str = _option("rescale", _one_of(dsp.CLIP_MODES))
+    stream: int = _option(0, _number(0, integer=True))
+    # the files separate_file writes
+    format: str = _option("wav", output=True)  # checked with bit depth and bitrate below
+    bit_depth: str | None = _option(None, output=True)
+    mp3_bitrate: int | None = _option(None, output=True)
+    filename: str = _option(DEFAULT_FILENAME, _filename, output=True)
+    overwrite: bool = _option(False, output=True)
 
-    def check(self) -> None:
-        if self.other_method not in OTHER_METHODS:
-            raise UnbakeError(f"--other-method must be one of {OTHER_METHODS}, not {self.other_method!r}")
-        if not 0.0 <= self.overlap < 1.0:
-            raise UnbakeError(f"--overlap must be in [0, 1), got {self.overlap}")
-        if self.shifts < 0:
-            raise UnbakeError("--shifts must be >= 0")
-        if self.segment_s is not None and self.segment_s <= 0:
-            raise UnbakeError("--segment must be positive")
-        if self.clip not in dsp.CLIP_MODES:
-            raise UnbakeError(f"--clip must be one of {dsp.CLIP_MODES}")
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            check = f.metadata.get("check")
+            if check is not None:
+                check(f.name, getattr(self, f.name))
+        check_output_options(self.format, self.bit_depth, self.mp3_bitrate, formats=FILE_FORMATS)
+
+    @classmethod
+    def from_options(cls, base: "SeparationRequest | None" = None, **options) -> "SeparationRequest":
+        """``base`` (or the defaults) with ``options`` replacing fields; unknown names refused."""
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(options) - known)
+        if unknown:
+            raise ParameterError(unknown[0], f"unknown separation option (known: {', '.join(sorted(known))})")
+        return replace(base, **options) if base is not None else cls(**options)
+
+    @classmethod
+    def from_fields(cls, values: dict[str, Any]) -> "SeparationRequest":
+        """A request from a mapping that may hold other names too (a command's parameters):
+        the entries named like fields are taken, the rest ignored."""
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in values.items() if k in known})
+
+    def separation_options(self) -> dict[str, Any]:
+        """The options that shape the stems (not the files): what provenance records."""
+        return {f.name: getattr(self, f.name) for f in fields(self)
+                if not f.metadata.get("output") and getattr(self, f.name) is not None}
+
+
+SeparateOptions = SeparationRequest  # the earlier name
+
+
+def _check_device(device: Any) -> None:
+    if isinstance(device, str) and device.lower() == "cpu":
+        return  # the default needs no torch import to check
+    if not isinstance(device, str) and not hasattr(device, "type"):  # a torch.device is fine
+        raise ParameterError("device", f"must be a name such as 'cpu' or 'cuda', got {device!r}")
+    from .engine.apply import resolve_device  # imports torch
+
+    try:
+        resolve_device(device)
+    except ParameterError:
+        raise
+    except UnbakeError as exc:
+        raise ParameterError("device", str(exc)) from exc
 
 
 # ------------------------------------------------------------------------------ models
@@ -75,7 +170,7 @@ def default_model() -> str:
 def resolve_model(model: Any = None, *, weights: Sequence[float] | None = None,
                   method: str = "average", model_file: str | None = None, config: str | None = None):
     """A name, path, model object, or a list of them (an ensemble) -> a model or Ensemble."""
-    from .hub.ensemble import Ensemble
+    from .hub.ensemble import combine
     from .hub.loading import load_model
 
     if model is None:
@@ -84,26 +179,27 @@ def resolve_model(model: Any = None, *, weights: Sequence[float] | None = None,
         if len(model) == 1:
             return resolve_model(model[0], weights=weights, method=method, model_file=model_file, config=config)
         if model_file is not None:
-            raise ModelError("--model-file applies to a single model, not to an ensemble")
-        members = [load_model(m) for m in model]
-        flat = []
-        for m in members:
-            if isinstance(m, Ensemble):
-                raise ModelError("an ensemble cannot contain another ensemble; list its models instead")
-            flat.append(m)
-        return Ensemble.uniform(flat, method=method, member_weights=weights,
-                                name="+".join(str(m) for m in model))
+            raise ModelOptionError("model_file", "applies to a single model, not to an ensemble")
+        return combine([load_model(m) for m in model], weights=weights, method=method,
+                       name="+".join(str(m) for m in model))
     if weights is not None:
-        raise ModelError("--weights needs several models (-n A -n B ...)")
+        raise ModelOptionError("weights", "need several models (one weight per model)")
     return load_model(model, model_file=model_file, config=config)
 
 
-def _members(model) -> tuple[list, list[list[float]], tuple[str, ...], str, list]:
-    from .hub.ensemble import Ensemble
+def load_runner(model: Any = None, **choice) -> Runner:
+    """:func:`resolve_model`, as the one runner the facade works with (a model is an ensemble
+    of one). ``choice``: ``weights``, ``method``, ``model_file``, ``config``."""
+    from .hub.ensemble import as_runner
 
-    if isinstance(model, Ensemble):
-        return model.members, model.weights, model.sources, model.method, model.segment_s
-    return [model], [[1.0] * len(model.sources)], tuple(model.sources), "average", [None]
+    return as_runner(resolve_model(model, **choice))
+
+
+def model_name(model: Any) -> str:
+    """The name a separation records for a model, runner or list of them."""
+    from .hub.ensemble import as_runner
+
+    return as_runner(model).name
 
 
 def complement_name(stem: str) -> str:
@@ -112,10 +208,12 @@ def complement_name(stem: str) -> str:
 
 def output_stems(model, two_stems: str | None) -> list[str]:
     """Names of the stems a separation writes, in order."""
-    _, _, sources, _, _ = _members(model)
+    from .hub.ensemble import as_runner
+
+    sources = as_runner(model).sources
     if two_stems:
         if two_stems not in sources:
-            raise UnbakeError(f"--two-stems {two_stems}: the model has no such stem (stems: {', '.join(sources)})")
+            raise ParameterError("two_stems", f"{two_stems}: the model has no such stem (stems: {', '.join(sources)})")
         return [two_stems, f"no_{two_stems}"]
     if len(sources) == 1:
         return [sources[0], complement_name(sources[0])]
@@ -181,7 +279,7 @@ def _iter_source(src, size: int = BLOCK_FRAMES) -> Iterator[np.ndarray]:
         yield src.read(start, min(start + size, src.length))
 
 
-def _track_from_file(path: Path, workdir: Path, options: SeparateOptions) -> _Track:
+def _track_from_file(path: Path, workdir: Path, options: SeparationRequest) -> _Track:
     from .engine import RawFileWriter
 
     sr, ch, blocks = iter_blocks(path, stream=options.stream)
@@ -195,7 +293,7 @@ def _track_from_file(path: Path, workdir: Path, options: SeparateOptions) -> _Tr
     return _Track(track_name(path), sr, use_ch, writer.length, writer.source(), workdir)
 
 
-def _track_from_array(audio, sample_rate: int, workdir: Path, options: SeparateOptions) -> _Track:
+def _track_from_array(audio, sample_rate: int, workdir: Path, options: SeparationRequest) -> _Track:
     from .engine import RawFileWriter
 
     arr = dsp.as_channels_first(audio.detach().cpu().numpy() if hasattr(audio, "detach") else audio)
@@ -203,7 +301,8 @@ def _track_from_array(audio, sample_rate: int, workdir: Path, options: SeparateO
     if arr.shape[0] > use_ch:
         arr = dsp.downmix(arr, use_ch)
     if not sample_rate or sample_rate <= 0:
-        raise AudioError("an array input needs its sample_rate")
+        raise ParameterError("sample_rate", "an array input needs its sample rate in Hz")
+    dsp.check_sample_rate(sample_rate, "input array")
     writer = RawFileWriter(workdir / "input.f32", use_ch)
     writer.write(arr)
     writer.close()
@@ -230,13 +329,13 @@ class _Progress:
         return fn
 
 
-def _run_member(model, track: _Track, options: SeparateOptions, segment_s: float | None,
-                progress, tag: str) -> dict[str, Any]:
-    """Separate the track with one model; stems at the track's rate and channels, as raw files."""
+def _run_member(member: Member, track: _Track, request: SeparationRequest, progress, tag: str) -> dict[str, Any]:
+    """Separate the track with one member; stems at the track's rate and channels, as raw files."""
     from .engine import RawFileWriter, iter_separate
 
+    model = member.model
     source = track.prepare(model.samplerate, model.audio_channels)
-    seg_s = options.segment_s if options.segment_s is not None else segment_s
+    seg_s = request.segment_s if request.segment_s is not None else member.segment_s
     seg = int(round(seg_s * model.samplerate)) if seg_s else None
     normalize = (track.normalization(model.samplerate, model.audio_channels)
                  if getattr(model, "track_normalize", False) else None)
@@ -251,9 +350,9 @@ def _run_member(model, track: _Track, options: SeparateOptions, segment_s: float
         w.write(out[:, :max(room, 0)])
 
     try:
-        for block in iter_separate(model, source, segment_samples=seg, overlap=options.overlap,
-                                   shifts=options.shifts, seed=options.seed, batch_size=options.batch_size,
-                                   device=options.device, progress=progress, normalize=normalize):
+        for block in iter_separate(model, source, segment_samples=seg, overlap=request.overlap,
+                                   shifts=request.shifts, seed=request.seed, batch_size=request.batch_size,
+                                   device=request.device, progress=progress, normalize=normalize):
             for k, stem in enumerate(model.sources):
                 emit(stem, block[k])
         for stem in model.sources:
@@ -279,104 +378,118 @@ def _combine(blocks: list[np.ndarray], weights: list[float], method: str) -> np.
     return (np.tensordot(w, stacked, axes=1) / w.sum()).astype(np.float32)
 
 
-def _final_blocks(model, track: _Track, options: SeparateOptions,
+def _runner_stems(runner: Runner, results: list[dict[str, Any]], start: int, stop: int) -> dict[str, np.ndarray]:
+    """Each of the runner's stems over ``[start, stop)``: its members' results combined."""
+    stems: dict[str, np.ndarray] = {}
+    for k, s in enumerate(runner.sources):
+        parts, ws = [], []
+        for res, member in zip(results, runner.parts):
+            if s in res and member.weights[k] > 0:
+                parts.append(res[s].read(start, stop))
+                ws.append(member.weights[k])
+        stems[s] = _combine(parts, ws, runner.method)
+    return stems
+
+
+def _output_block(stems: dict[str, np.ndarray], mix: np.ndarray, sources: tuple[str, ...],
+                  names: list[str], request: SeparationRequest, consistency) -> dict[str, np.ndarray]:
+    """The stems to write for one block: the complement of a lone stem, the two-stem split and
+    the mixture-consistency projection, as asked."""
+    if len(sources) == 1:
+        stems[complement_name(sources[0])] = mix - stems[sources[0]]
+    if request.two_stems:
+        keep = request.two_stems
+        if request.other_method == "minus" or len(sources) == 1:
+            rest = mix - stems[keep]
+        else:
+            rest = np.sum([stems[s] for s in sources if s != keep], axis=0)
+        stems = {keep: stems[keep], f"no_{keep}": rest}
+    if consistency is not None:
+        fixed = consistency(mix, np.stack([stems[n] for n in names]))
+        stems = {n: np.asarray(fixed[i], np.float32) for i, n in enumerate(names)}
+    return {n: stems[n] for n in names}
+
+
+def _final_blocks(runner: Runner, track: _Track, request: SeparationRequest,
                   progress: ProgressFn | None) -> Iterator[dict[str, np.ndarray]]:
     """Run every member, then yield the output stems block by block."""
-    members, weights, sources, method, segs = _members(model)
-    prog = _Progress(progress, len(members))
-    results = []
-    for i, (m, seg) in enumerate(zip(members, segs)):
-        results.append(_run_member(m, track, options, seg, prog.member(i), f"m{i}"))
-    names = output_stems(model, options.two_stems)
+    prog = _Progress(progress, len(runner.parts))
+    results = [_run_member(m, track, request, prog.member(i), f"m{i}") for i, m in enumerate(runner.parts)]
+    names = output_stems(runner, request.two_stems)
     consistency = None
-    if options.enforce_consistency:
+    if request.enforce_consistency:
         from .metrics.consistency import enforce_consistency as consistency
 
     for start in range(0, track.length, BLOCK_FRAMES):
         stop = min(start + BLOCK_FRAMES, track.length)
-        mix = track.raw.read(start, stop)
-        stems: dict[str, np.ndarray] = {}
-        for k, s in enumerate(sources):
-            parts, ws = [], []
-            for res, row, m in zip(results, weights, members):
-                if s in res and row[k] > 0:
-                    parts.append(res[s].read(start, stop))
-                    ws.append(row[k])
-            stems[s] = _combine(parts, ws, method)
-        if len(sources) == 1:
-            only = sources[0]
-            stems[complement_name(only)] = mix - stems[only]
-        if consistency is not None and not options.two_stems:
-            fixed = consistency(mix, np.stack([stems[n] for n in names]))
-            stems = {n: np.asarray(fixed[i], np.float32) for i, n in enumerate(names)}
-        if options.two_stems:
-            keep = options.two_stems
-            if options.other_method == "minus" or len(sources) == 1:
-                rest = mix - stems[keep]
-            else:
-                rest = np.sum([stems[s] for s in sources if s != keep], axis=0)
-            stems = {keep: stems[keep], f"no_{keep}": rest}
-            if consistency is not None:
-                fixed = consistency(mix, np.stack([stems[n] for n in names]))
-                stems = {n: np.asarray(fixed[i], np.float32) for i, n in enumerate(names)}
-        yield {n: stems[n] for n in names}
+        stems = _runner_stems(runner, results, start, stop)
+        yield _output_block(stems, track.raw.read(start, stop), runner.sources, names, request, consistency)
 
 
 # ------------------------------------------------------------------------------ public API
 
 
 def separate(source, model: Any = None, *, sample_rate: int | None = None,
-             progress: ProgressFn | None = None, **options) -> StemSet:
+             progress: ProgressFn | None = None, request: SeparationRequest | None = None,
+             weights: Sequence[float] | None = None, ensemble_method: str = "average",
+             model_file: str | None = None, config: str | None = None, **options) -> StemSet:
     """Separate a song into stems.
 
     Args:
         source: a path to any audio/video file, or an array/tensor ``(c, t)`` (or ``(t,)`` mono)
             with ``sample_rate``.
-        model: a catalogue name (default ``"center"``), a checkpoint path, a model object, an
-            :class:`~unbake.hub.ensemble.Ensemble`, or a list of these (an ensemble).
+        model: a catalogue name (default: :func:`default_model`), a checkpoint path, a model
+            object, an :class:`~unbake.hub.ensemble.Ensemble`, or a list of these (an ensemble).
         progress: called with the fraction done (0..1).
-        **options: fields of :class:`SeparateOptions` (``two_stems``, ``other_method``,
+        request: a :class:`SeparationRequest`; keyword ``options`` replace its fields.
+        weights, ensemble_method, model_file, config: how the model is chosen
+            (see :func:`resolve_model`).
+        **options: fields of :class:`SeparationRequest` (``two_stems``, ``other_method``,
             ``segment_s``, ``overlap``, ``shifts``, ``device``, ``batch_size``, ``downmix``,
-            ``enforce_consistency``, ``weights``, ``ensemble_method``, ``stream``).
+            ``enforce_consistency``, ``clip``, ``stream``).
 
     Returns:
         a :class:`StemSet` at the input's sample rate and channel count (mono stays mono).
         The input is never modified.
     """
-    mdl, opts = _model_and_options(model, options)
-    with tempfile.TemporaryDirectory(prefix="unbake-") as tmp:
-        track = _open_track(source, sample_rate, Path(tmp), opts)
+    req = SeparationRequest.from_options(request, **options)
+    runner = load_runner(model, weights=weights, method=ensemble_method, model_file=model_file, config=config)
+    with _workdir() as tmp:
+        track = _open_track(source, sample_rate, tmp, req)
         parts: dict[str, list[np.ndarray]] = {}
         try:
-            for blocks in _final_blocks(mdl, track, opts, progress):
+            for blocks in _final_blocks(runner, track, req, progress):
                 for k, v in blocks.items():
                     parts.setdefault(k, []).append(v)
         finally:
             _close(track)
     stems = {k: np.concatenate(v, axis=1) for k, v in parts.items()}
-    return StemSet(stems, track.sample_rate, _provenance(source, mdl, opts))
+    return StemSet(stems, track.sample_rate, _provenance(source, runner, req))
 
 
-def _model_and_options(model, options: dict) -> tuple[Any, SeparateOptions]:
-    """Split the keyword options into model-loading ones and :class:`SeparateOptions`."""
-    options = dict(options)
-    weights = options.pop("weights", None)
-    method = options.pop("ensemble_method", "average")
-    model_file = options.pop("model_file", None)
-    config = options.pop("config", None)
+@contextlib.contextmanager
+def _workdir() -> Iterator[Path]:
+    """Temporary work under the cache's per-process folder; a full disk becomes one clear error."""
+    from ._common import temp_workdir
+
     try:
-        opts = SeparateOptions(**options)
-    except TypeError as exc:
-        raise UnbakeError(f"unknown separation option: {exc}") from exc
-    opts.check()
-    mdl = resolve_model(model, weights=weights, method=method, model_file=model_file, config=config)
-    return mdl, opts
+        with temp_workdir("separate-") as tmp:
+            yield tmp
+    except OSError as exc:
+        raise OutputError(_os_error_text(exc, "temporary work")) from exc
 
 
-def _open_track(source, sample_rate, workdir: Path, opts: SeparateOptions) -> _Track:
+def _os_error_text(exc: OSError, what: str) -> str:
+    where = f" ({exc.filename})" if exc.filename else ""
+    if exc.errno == errno.ENOSPC:
+        return f"no space left on the disk for {what}{where}"
+    return f"cannot write {what}{where}: {exc.strerror or exc}"
+
+
+def _open_track(source, sample_rate, workdir: Path, request: SeparationRequest) -> _Track:
     if isinstance(source, (str, os.PathLike)):
-        return _track_from_file(Path(source), workdir, opts)
-    return _track_from_array(source, sample_rate, workdir, opts)
+        return _track_from_file(Path(source), workdir, request)
+    return _track_from_array(source, sample_rate, workdir, request)
 
 
 def _close(track: _Track) -> None:
@@ -385,89 +498,155 @@ def _close(track: _Track) -> None:
         src.close()
 
 
-def _model_name(model) -> str:
-    from .hub.ensemble import Ensemble
-
-    if isinstance(model, Ensemble):
-        return model.name
-    info = getattr(model, "info", None)
-    return getattr(info, "name", None) or getattr(model, "name", None) or model.__class__.__name__
-
-
-def _provenance(source, model, opts: SeparateOptions) -> dict:
+def _provenance(source, runner: Runner, request: SeparationRequest) -> dict:
     from ._common import __version__
 
     return {
         "input": os.fspath(source) if isinstance(source, (str, os.PathLike)) else "array",
-        "model": _model_name(model),
+        "model": runner.name,
         "unbake_version": __version__,
-        "options": {k: v for k, v in opts.__dict__.items() if v is not None},
+        "options": request.separation_options(),
     }
 
 
 def render_filename(template: str, *, track: str, stem: str, ext: str, model: str) -> str:
     """Fill ``{track}``, ``{stem}``, ``{ext}``, ``{model}``; other fields are refused."""
-    fields = {f for _, f, _, _ in string.Formatter().parse(template) if f}
-    unknown = fields - {"track", "stem", "ext", "model"}
+    try:
+        fields_used = {f for _, f, _, _ in string.Formatter().parse(template) if f is not None}
+    except ValueError as exc:
+        raise OutputOptionError("filename", f"{template!r} is not a valid template ({exc})") from exc
+    unknown = fields_used - {"track", "stem", "ext", "model"}
     if unknown:
-        raise OutputError(f"--filename: unknown field(s) {sorted(unknown)}; use track, stem, ext, model")
+        raise OutputOptionError("filename", f"unknown field(s) {sorted(unknown)}; use track, stem, ext, model")
     if "{stem}" not in template:
-        raise OutputError("--filename must contain {stem}, or every stem would get the same name")
+        raise OutputOptionError("filename", "must contain {stem}, or every stem would get the same name")
     return template.format(track=track, stem=stem, ext=ext, model=model)
 
 
 def separate_file(path: str | os.PathLike, outdir: str | os.PathLike = "separated", model: Any = None, *,
-                  format: str = "wav", bit_depth: str | None = None, mp3_bitrate: int | None = None,
-                  filename: str = DEFAULT_FILENAME, overwrite: bool = False,
-                  progress: ProgressFn | None = None, **options) -> dict[str, Path]:
+                  format: str | None = None, bit_depth: str | None = None, mp3_bitrate: int | None = None,
+                  filename: str | None = None, overwrite: bool | None = None,
+                  progress: ProgressFn | None = None, request: SeparationRequest | None = None,
+                  weights: Sequence[float] | None = None, ensemble_method: str = "average",
+                  model_file: str | None = None, config: str | None = None, **options) -> dict[str, Path]:
     """Separate one file into one file per stem, streaming; returns ``{stem: path}``.
 
-    Existing outputs are refused before any work unless ``overwrite``; nothing appears under a
-    final name unless every stem of the track was written completely.
+    ``format`` (default wav), ``bit_depth``, ``mp3_bitrate``, ``filename`` (default
+    :data:`DEFAULT_FILENAME`) and ``overwrite`` shape the files; None leaves the request's value.
+    ``request`` (a :class:`SeparationRequest`) carries every option at once; the keywords given
+    replace its fields. Existing
+    outputs are refused before any work unless ``overwrite``; nothing appears under a final name
+    unless every stem of the track was written completely, and a failure (or Ctrl-C) leaves no
+    folder it created behind.
     """
-    if format not in OUTPUT_FORMATS:
-        raise OutputError(f"--format must be one of {', '.join(OUTPUT_FORMATS)}, not {format!r}")
-    mdl, opts = _model_and_options(model, options)
+    given = {k: v for k, v in (("format", format), ("bit_depth", bit_depth), ("mp3_bitrate", mp3_bitrate),
+                               ("filename", filename), ("overwrite", overwrite)) if v is not None}
+    req = SeparationRequest.from_options(request, **given, **options)
+    runner = load_runner(model, weights=weights, method=ensemble_method, model_file=model_file, config=config)
     path = Path(path)
-    names = output_stems(mdl, opts.two_stems)
-    mname = _model_name(mdl)
-    targets = {s: Path(outdir) / render_filename(filename, track=track_name(path), stem=s, ext=format, model=mname)
+    targets = output_targets(path, outdir, runner, req)
+    for folder in {t.parent for t in targets.values()}:
+        sweep_stale_parts(folder)  # half-written stems of a killed earlier run
+    created = _missing_folders(targets.values())
+    try:
+        with _workdir() as tmp:
+            track = _track_from_file(path, tmp, req)
+            try:
+                _write_stems(runner, track, req, targets, tmp, progress)
+            except OSError as exc:
+                raise OutputError(_os_error_text(exc, f"the stems of {path.name}")) from exc
+            finally:
+                _close(track)
+    except BaseException:
+        for folder in created:  # deepest first; only the ones left empty
+            with contextlib.suppress(OSError):
+                folder.rmdir()
+        raise
+    return targets
+
+
+def output_targets(path: str | os.PathLike, outdir: str | os.PathLike, model: Any,
+                   request: SeparationRequest) -> dict[str, Path]:
+    """``{stem: file}`` that :func:`separate_file` would write; refuses clashing names and (unless
+    ``request.overwrite``) existing files, before any work."""
+    runner_name = model_name(model)
+    names = output_stems(model, request.two_stems)
+    track = track_name(path)
+    targets = {s: Path(outdir) / render_filename(request.filename, track=track, stem=s, ext=request.format,
+                                                 model=runner_name)
                for s in names}
     if len(set(targets.values())) != len(targets):
-        raise OutputError("--filename gives several stems the same file name")
+        raise OutputOptionError("filename", "gives several stems the same file name")
     for t in targets.values():
-        check_writable(t, overwrite)
-    with tempfile.TemporaryDirectory(prefix="unbake-") as tmp:
-        track = _track_from_file(path, Path(tmp), opts)
-        try:
-            # pass 1: final stems to raw files (peaks for clipping); pass 2: encode atomically
-            from .engine import RawFileWriter
-
-            raws = {s: RawFileWriter(Path(tmp) / f"final_{i}.f32", track.channels) for i, s in enumerate(names)}
-            try:
-                for blocks in _final_blocks(mdl, track, opts, progress):
-                    for s, b in blocks.items():
-                        raws[s].write(b)
-            finally:
-                for w in raws.values():
-                    w.close()
-            writers: dict[str, AudioWriter] = {}
-            try:
-                for s in names:
-                    writers[s] = AudioWriter(targets[s], track.sample_rate, track.channels, bit_depth=bit_depth,
-                                             mp3_bitrate=mp3_bitrate, overwrite=overwrite)
-                for s in names:
-                    src = raws[s].source()
-                    gain = dsp.clip_gain(raws[s].peak, opts.clip)
-                    for block in _iter_source(src):
-                        writers[s].write(dsp.apply_clip(block, opts.clip, gain))
-                    src.close()
-                for s in names:
-                    writers[s].commit()
-            except BaseException:
-                for w in writers.values():
-                    w.abort()
-                raise
-        finally:
-            _close(track)
+        check_writable(t, request.overwrite)
     return targets
+
+
+def temp_disk_bytes(meta, model: Any, request: SeparationRequest | None = None, *, files: bool = True) -> int:
+    """Temporary disk space a separation of the input described by ``meta`` (an
+    :class:`~unbake.audio.io.AudioInfo`) takes at its peak: the decoded input, its copies at
+    each member's rate, every member's stems and (``files``) the final stems, as float32."""
+    from .hub.ensemble import as_runner
+
+    request = request or SeparationRequest()
+    runner = as_runner(model)
+    duration_s = meta.duration_s if np.isfinite(meta.duration_s) else 0.0  # unknown: nothing to warn about
+    frames = meta.frames or int(duration_s * meta.sample_rate)
+    channels = 2 if meta.channels > 2 else meta.channels
+    track_bytes = frames * channels * 4
+    total = track_bytes
+    copies = set()
+    for member in runner.parts:
+        m = member.model
+        if (m.samplerate, m.audio_channels) != (meta.sample_rate, channels):
+            copies.add((m.samplerate, m.audio_channels))
+        total += len(m.sources) * track_bytes
+    total += sum(int(frames * rate / meta.sample_rate) * ch * 4 for rate, ch in copies)
+    if files:
+        total += len(output_stems(runner, request.two_stems)) * track_bytes
+    return int(total)
+
+
+def _missing_folders(files) -> list[Path]:
+    """Folders that writing ``files`` will create, deepest first."""
+    missing: set[Path] = set()
+    for f in files:
+        folder = Path(f).parent
+        while not folder.exists() and folder != folder.parent:
+            missing.add(folder)
+            folder = folder.parent
+    return sorted(missing, key=lambda p: len(p.parts), reverse=True)
+
+
+def _write_stems(runner: Runner, track: _Track, request: SeparationRequest, targets: dict[str, Path],
+                 workdir: Path, progress: ProgressFn | None) -> None:
+    """Pass 1: final stems to raw files (their peaks decide the clipping gain); pass 2: encode
+    every stem under a temporary name, renamed only when all are complete."""
+    from .engine import RawFileWriter
+
+    names = list(targets)
+    raws = {s: RawFileWriter(workdir / f"final_{i}.f32", track.channels) for i, s in enumerate(names)}
+    try:
+        for blocks in _final_blocks(runner, track, request, progress):
+            for s, b in blocks.items():
+                raws[s].write(b)
+    finally:
+        for w in raws.values():
+            w.close()
+    writers: dict[str, AudioWriter] = {}
+    try:
+        for s in names:
+            writers[s] = AudioWriter(targets[s], track.sample_rate, track.channels, bit_depth=request.bit_depth,
+                                     mp3_bitrate=request.mp3_bitrate, overwrite=request.overwrite)
+        for s in names:
+            src = raws[s].source()
+            gain = dsp.clip_gain(raws[s].peak, request.clip)
+            for block in _iter_source(src):
+                writers[s].write(dsp.apply_clip(block, request.clip, gain))
+            src.close()
+        for s in names:
+            writers[s].commit()
+    except BaseException:
+        for w in writers.values():
+            w.abort()
+        raise

@@ -4,9 +4,29 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..errors import ChannelLayoutError, InvalidAudioError
+from ..errors import AudioError, ChannelLayoutError, InvalidAudioError
 
 CLIP_MODES = ("rescale", "clamp", "none")
+
+# Sample rates outside this range are damaged or hostile headers, not music: a 1 Hz header on a
+# 100 KB file would otherwise claim hours of audio and a 44 100-fold resampling. Keeping both
+# ends of every conversion inside it also bounds the resampling ratio (at most 96).
+MIN_SAMPLE_RATE_HZ = 4_000
+MAX_SAMPLE_RATE_HZ = 384_000
+MAX_RESAMPLE_RATIO = MAX_SAMPLE_RATE_HZ / MIN_SAMPLE_RATE_HZ
+
+
+def check_sample_rate(sample_rate_hz, where: str = "audio") -> int:
+    """``sample_rate_hz`` as an int, or an :class:`AudioError` when it lies outside
+    :data:`MIN_SAMPLE_RATE_HZ`..:data:`MAX_SAMPLE_RATE_HZ`."""
+    try:
+        rate = int(sample_rate_hz)
+    except (TypeError, ValueError):
+        rate = 0
+    if rate != sample_rate_hz or not MIN_SAMPLE_RATE_HZ <= rate <= MAX_SAMPLE_RATE_HZ:
+        raise AudioError(f"{where}: sample rate {sample_rate_hz} Hz is outside the supported range "
+                         f"{MIN_SAMPLE_RATE_HZ}-{MAX_SAMPLE_RATE_HZ} Hz")
+    return rate
 
 
 def as_channels_first(audio, *, max_channels: int = 64) -> np.ndarray:
@@ -80,6 +100,8 @@ def resample(audio: np.ndarray, sr_in: int, sr_out: int) -> np.ndarray:
     """Whole-array resampling ``(c, t)`` with soxr (VHQ)."""
     if sr_in == sr_out:
         return audio
+    check_sample_rate(sr_in, "resampling input")
+    check_sample_rate(sr_out, "resampling output")
     import soxr
 
     out = soxr.resample(np.ascontiguousarray(audio.T), sr_in, sr_out, quality="VHQ")
@@ -95,6 +117,9 @@ class StreamResampler:
 
     def __init__(self, sr_in: int, sr_out: int, channels: int) -> None:
         self.sr_in, self.sr_out, self.channels = sr_in, sr_out, channels
+        if sr_in != sr_out:
+            check_sample_rate(sr_in, "resampling input")
+            check_sample_rate(sr_out, "resampling output")
         self.identity = sr_in == sr_out
         self.n_in = 0
         self.n_out = 0

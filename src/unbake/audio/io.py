@@ -3,15 +3,17 @@ wav/flac/mp3/ogg/aiff), streaming in blocks, and atomic output files."""
 
 from __future__ import annotations
 
+import contextlib
 import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
 
 import numpy as np
 
-from ..errors import AudioError, InvalidAudioError, OutputError, OutputExistsError
+from .._common import atomic_path
+from .dsp import check_sample_rate
+from ..errors import AudioError, InvalidAudioError, OutputError, OutputExistsError, OutputOptionError
 
 # NI stems order when the file carries no stream titles
 NI_STEM_NAMES = ("mixture", "drums", "bass", "other", "vocals")
@@ -101,6 +103,8 @@ def info(path: str | os.PathLike) -> AudioInfo:
             )
             for i, s in enumerate(streams)
         )
+        for s in infos:
+            check_sample_rate(s.sample_rate, f"{path} (audio stream {s.index})" if len(infos) > 1 else str(path))
         first = infos[0]
         if container.duration is not None:
             duration = container.duration / 1_000_000
@@ -138,6 +142,11 @@ def iter_blocks(path: str | os.PathLike, *, stream: int = 0,
     if sr <= 0 or ch <= 0:
         container.close()
         raise AudioError(f"{path}: audio stream has no sample rate or channels")
+    try:
+        check_sample_rate(sr, str(path))
+    except AudioError:
+        container.close()
+        raise
     declared = _header_frames(path) or _stream_frames(st)
 
     def gen() -> Iterator[np.ndarray]:
@@ -278,33 +287,60 @@ def _writer_kwargs(fmt: str, bit_depth: str | int | None, mp3_bitrate: int | Non
     if fmt == "wav":
         bd = bd or "24"
         if bd not in BIT_DEPTHS:
-            raise OutputError(f"wav bit depth must be one of {', '.join(BIT_DEPTHS)}, not {bd}")
+            raise OutputOptionError("bit_depth", f"wav bit depth must be one of {', '.join(BIT_DEPTHS)}, not {bd}")
         return {"bit_depth": 32 if bd == "32f" else int(bd)}
     if fmt == "flac":
         bd = bd or "24"
         if bd not in ("16", "24"):
-            raise OutputError(f"flac bit depth must be 16 or 24, not {bd}")
+            raise OutputOptionError("bit_depth", f"flac bit depth must be 16 or 24, not {bd}")
         return {"bit_depth": int(bd)}
     if fmt == "mp3":
-        rate = int(mp3_bitrate or 320)
+        try:
+            rate = int(mp3_bitrate or 320)
+        except (TypeError, ValueError):
+            rate = -1
         if not 32 <= rate <= 320:
-            raise OutputError(f"mp3 bitrate must be between 32 and 320 kbit/s, not {rate}")
+            raise OutputOptionError("mp3_bitrate", f"must be between 32 and 320 kbit/s, not {mp3_bitrate}")
         return {"quality": rate}
     if fmt in ("ogg", "aiff"):
         return {}
-    raise OutputError(f"cannot write format {fmt!r}; use one of {', '.join(OUTPUT_FORMATS)}")
+    raise OutputOptionError("format", f"cannot write {fmt!r}; use one of {', '.join(OUTPUT_FORMATS)}")
+
+
+def check_output_options(format: str, bit_depth: str | int | None = None, mp3_bitrate: int | None = None,
+                         *, formats: tuple[str, ...] = OUTPUT_FORMATS) -> None:
+    """Refuse an output format (one of ``formats``), bit depth or mp3 bitrate that cannot be
+    written, before any work: :class:`OutputOptionError` names the parameter."""
+    if format not in formats:
+        raise OutputOptionError("format", f"must be one of {', '.join(formats)}, not {format!r}")
+    _writer_kwargs(format, bit_depth, mp3_bitrate)
 
 
 def check_writable(path: str | os.PathLike, overwrite: bool) -> Path:
+    """Refuse, before any work, an output that exists (unless ``overwrite``) or whose folder
+    cannot be made. Creates nothing: a failed run leaves no empty folders behind."""
     p = Path(path)
     if p.exists() and not overwrite:
         raise OutputExistsError(f"{p}: already exists (use --overwrite to replace it)")
+    if p.is_dir():
+        raise OutputError(f"{p}: is a folder, not a file name")
+    folder = p.parent
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    if not folder.is_dir():
+        raise OutputError(f"{folder}: cannot create an output folder there (it is a file)")
+    if not os.access(folder, os.W_OK):
+        raise OutputError(f"{folder}: output folder is not writable")
+    return p
+
+
+def make_parent(path: str | os.PathLike) -> Path:
+    """Create the folder ``path`` goes into; an :class:`OutputError` when that is impossible."""
+    p = Path(path)
     try:
         p.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise OutputError(f"{p.parent}: cannot create output folder ({exc.strerror or exc})") from exc
-    if not os.access(p.parent, os.W_OK):
-        raise OutputError(f"{p.parent}: output folder is not writable")
     return p
 
 
@@ -321,26 +357,32 @@ class AudioWriter:
                  overwrite: bool = False) -> None:
         from pedalboard.io import AudioFile
 
-        self.path = check_writable(path, overwrite)
+        self.path = make_parent(check_writable(path, overwrite))
         fmt = format_from_path(self.path)
         kwargs = _writer_kwargs(fmt, bit_depth, mp3_bitrate)
-        fd, tmp = tempfile.mkstemp(prefix=f".{self.path.stem}.", suffix=f".part.{self.path.suffix.lstrip('.')}",
-                                   dir=self.path.parent)
-        os.close(fd)
-        self.tmp = Path(tmp)
+        # the one atomic-write context manager, held open across write() calls until commit/abort
+        self._atomic = contextlib.ExitStack()
+        self.tmp = self._atomic.enter_context(atomic_path(self.path, suffix=self.path.suffix))
         self.channels = channels
         self.frames = 0
         try:
             self._file = AudioFile(str(self.tmp), "w", samplerate=float(sample_rate), num_channels=channels, **kwargs)
         except Exception as exc:
-            self.tmp.unlink(missing_ok=True)
+            self._discard(exc)
             raise OutputError(f"{self.path}: cannot open for writing ({_short(exc)})") from exc
         self._done = False
+
+    def _discard(self, exc: BaseException) -> None:
+        """Leave the atomic block as an error does: the temporary file is removed."""
+        self._atomic.__exit__(type(exc), exc, exc.__traceback__)
 
     def write(self, block: np.ndarray) -> None:
         if block.ndim != 2 or block.shape[0] != self.channels:
             raise OutputError(f"{self.path}: expected blocks shaped ({self.channels}, n), got {block.shape}")
-        self._file.write(np.ascontiguousarray(block, dtype=np.float32))
+        try:
+            self._file.write(np.ascontiguousarray(block, dtype=np.float32))
+        except (OSError, RuntimeError) as exc:  # the encoder reports a full disk as either
+            raise OutputError(f"{self.path}: cannot write ({_short(exc)})") from exc
         self.frames += block.shape[1]
 
     def commit(self) -> Path:
@@ -348,7 +390,7 @@ class AudioWriter:
             return self.path
         self._file.close()
         _chmod_default(self.tmp)
-        os.replace(self.tmp, self.path)
+        self._atomic.close()  # renames the temporary file onto the target
         self._done = True
         return self.path
 
@@ -359,7 +401,7 @@ class AudioWriter:
             self._file.close()
         except Exception:
             pass
-        self.tmp.unlink(missing_ok=True)
+        self._discard(OutputError(f"{self.path}: aborted"))
         self._done = True
 
     def __enter__(self) -> "AudioWriter":

@@ -30,8 +30,34 @@ def fail(message: str, code: int = 1) -> None:
     raise typer.Exit(code)
 
 
+# Library errors name Python parameters; each is the flag of the same name with dashes, except:
+_FLAGS = {"segment_s": "--segment"}
+
+
+def flag_for(parameter: str) -> str:
+    """The command-line flag that sets a library parameter (``overlap`` -> ``--overlap``)."""
+    return _FLAGS.get(parameter, "--" + parameter.replace("_", "-"))
+
+
+def error_text(exc: BaseException) -> str:
+    """One line for an error, naming flags where the library names parameters."""
+    from ..errors import ParameterError
+
+    if isinstance(exc, ParameterError):
+        return f"{flag_for(exc.parameter)}: {exc.detail}"
+    if isinstance(exc, OSError):
+        import errno
+
+        where = f" ({exc.filename})" if exc.filename else ""
+        if exc.errno == errno.ENOSPC:
+            return f"no space left on the disk{where}"
+        return f"{exc.strerror or exc}{where}"
+    return str(exc)
+
+
 def handle_errors(func: Callable) -> Callable:
-    """Typed errors -> one line on stderr and a non-zero exit; no traceback."""
+    """Typed errors (and a full disk) -> one line on stderr and a non-zero exit; Ctrl-C -> one
+    line and exit 130; no traceback."""
 
     @functools.wraps(func)
     def wrapper(*args, **kwargs):
@@ -40,7 +66,9 @@ def handle_errors(func: Callable) -> Callable:
         try:
             return func(*args, **kwargs)
         except UnbakeError as exc:
-            fail(_escape(str(exc)), getattr(exc, "exit_code", 1))
+            fail(_escape(error_text(exc)), getattr(exc, "exit_code", 1))
+        except OSError as exc:
+            fail(_escape(error_text(exc)), 1)
         except KeyboardInterrupt:
             fail("interrupted", 130)
 
@@ -73,3 +101,17 @@ def _force_progress() -> bool:
 def main(verbose: bool = typer.Option(False, "--verbose", "-v", help="Log what happens.")) -> None:
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
+    _sweep()
+
+
+def _sweep() -> None:
+    """Every command starts by deleting what killed runs left: their temporary folders under
+    the cache and their half-written ``.part`` files there."""
+    from .._common import sweep_stale
+
+    try:
+        removed = sweep_stale()
+    except OSError:  # an unusable cache folder is reported by whatever needs it
+        return
+    if removed:
+        logging.getLogger("unbake").info("removed %d leftover temporary file(s)/folder(s)", len(removed))

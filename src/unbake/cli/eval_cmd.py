@@ -30,12 +30,21 @@ def check(
     out.print(f"trivial answer: {'YES — ' + report['trivial_reason'] if report['trivial'] else 'no'}",
               highlight=False)
     for name, s in report["stems"].items():
-        out.print(f"  {name:<14} energy share {100 * s['energy_share']:5.1f} %   "
-                  f"leakage {s.get('leakage', 0):.2f}", highlight=False)
+        out.print(f"  {name:<14} energy share {_percent(s.get('energy_share'))}   "
+                  f"leakage {_fraction(s.get('leakage'))}", highlight=False)
 
 
 def _db(v) -> str:
     return "exact" if v is None else f"{v:.1f} dB"
+
+
+# Silent stems have no energy share or leakage (the report says None): print that, not a crash.
+def _percent(v) -> str:
+    return "    - %" if v is None else f"{100 * v:5.1f} %"
+
+
+def _fraction(v) -> str:
+    return "- (silent)" if v is None else f"{v:.2f}"
 
 
 @app.command("eval")

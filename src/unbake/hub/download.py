@@ -8,10 +8,12 @@ an :class:`OfflineError` that says where to put a hand-copied file.
 
 from __future__ import annotations
 
+import errno
 import importlib.util
 import json
 import logging
 import os
+import re
 from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import urlparse
@@ -119,11 +121,59 @@ def _downloader(url: str, progress: bool):
     return pooch.downloaders.choose_downloader(url, progressbar=bar)
 
 
+class _CappedFile:
+    """The download's output file, refusing bytes past the catalogue's size: a server that sends
+    more stops at the listed size instead of filling the disk."""
+
+    def __init__(self, fh, limit: int | None) -> None:
+        self.fh = fh
+        self.limit = limit
+        self.written = 0
+
+    def write(self, data: bytes) -> int:
+        if self.limit is not None and self.written + len(data) > self.limit:
+            raise _TooLarge(self.limit)
+        self.written += len(data)
+        return self.fh.write(data)
+
+    def flush(self) -> None:
+        self.fh.flush()
+
+
+class _TooLarge(Exception):
+    pass
+
+
+def _manual_hint(spec: FileSpec, target: Path) -> str:
+    return f"Download {spec.url} and save it as {target}"
+
+
+def _reason(exc: BaseException) -> str:
+    """The root cause of a network error in a few words (requests wraps it three levels deep,
+    in a 400-character message that repeats the URL and an object's address)."""
+    seen = set()
+    while id(exc) not in seen:
+        seen.add(id(exc))
+        inner = getattr(exc, "reason", None) or exc.__cause__ or exc.__context__
+        if inner is None and exc.args and isinstance(exc.args[0], BaseException):
+            inner = exc.args[0]
+        if not isinstance(inner, BaseException):
+            break
+        exc = inner
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else exc.__class__.__name__
+    m = re.search(r"\[Errno -?\d+\] (.*)", text)
+    if m:
+        text = m.group(1)
+    text = re.sub(r"^<[^>]*>: ", "", text)
+    return text[:120]
+
+
 def fetch(spec: FileSpec, *, progress: bool = False) -> Path:
     """Return the verified local copy of ``spec``, downloading it when needed.
 
     The download goes to a temporary name in the cache folder and is renamed only once its
-    size and checksum are right, so a partial or corrupt file is never used.
+    size and checksum are right, so a partial or corrupt file is never used; a transfer longer
+    than the listed size is cut off there.
 
     Raises:
         OfflineError: not cached and ``UNBAKE_OFFLINE`` is set.
@@ -138,14 +188,11 @@ def fetch(spec: FileSpec, *, progress: bool = False) -> Path:
         why = " (the file there failed verification)" if target.exists() else ""
         raise OfflineError(
             f"{spec.name} is not in the cache{why} and downloads are off ({ENV_OFFLINE}=1). "
-            f"Download {spec.url} and save it as {target}, or unset {ENV_OFFLINE}.")
+            f"{_manual_hint(spec, target)}, or unset {ENV_OFFLINE}.")
     log.info("downloading %s -> %s", spec.url, target)
     try:
         with atomic_path(target) as tmp:
-            try:
-                _downloader(spec.url, progress)(spec.url, str(tmp), None)
-            except Exception as exc:  # requests, urllib3, ftplib and OS errors all mean the same here
-                raise DownloadError(f"could not download {spec.url}: {exc.__class__.__name__}: {exc}") from exc
+            _download(spec, tmp, target, progress)
             size = tmp.stat().st_size
             if spec.size is not None and size != spec.size:
                 raise DownloadError(f"download of {spec.url} is incomplete or wrong: {size} bytes "
@@ -155,9 +202,28 @@ def fetch(spec: FileSpec, *, progress: bool = False) -> Path:
                 raise ChecksumError(f"{spec.url}: content has sha256 {digest}, the catalogue lists "
                                     f"{_expected(spec)}; the file was discarded")
     except OSError as exc:
-        raise DownloadError(f"cannot write to the model cache {target.parent}: {exc}") from exc
+        why = "the disk is full" if exc.errno == errno.ENOSPC else (exc.strerror or str(exc))
+        raise DownloadError(f"cannot write to the model cache {target.parent}: {why}") from exc
     _write_stamp(target, digest)
     return target
+
+
+def _download(spec: FileSpec, tmp: Path, target: Path, progress: bool) -> None:
+    with open(tmp, "w+b") as fh:
+        out = _CappedFile(fh, spec.size)
+        try:
+            _downloader(spec.url, progress)(spec.url, out, None)
+        except _TooLarge:
+            raise DownloadError(f"{spec.url} sends more than the {spec.size} bytes the catalogue lists; "
+                                "stopped there and discarded the file") from None
+        except OSError as exc:
+            if exc.errno == errno.ENOSPC:
+                raise
+            raise DownloadError(f"could not download {spec.name} ({_reason(exc)}). "
+                                f"{_manual_hint(spec, target)}.") from exc
+        except Exception as exc:  # requests, urllib3, ftplib errors all mean the same here
+            raise DownloadError(f"could not download {spec.name} ({_reason(exc)}). "
+                                f"{_manual_hint(spec, target)}.") from exc
 
 
 def fetch_entry(entry: ModelEntry, *, progress: bool = False) -> list[Path]:

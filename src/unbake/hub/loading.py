@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from ..errors import ModelError, UnknownModelError
+from ..errors import ModelError, ModelOptionError, UnknownModelError
 from .architectures import model_from_config
 from .catalogue import EnsembleEntry, ModelEntry, load_catalogue
 from .ensemble import Ensemble
@@ -35,6 +35,35 @@ def _reader(fmt: str):
         raise ModelError(f"no reader for checkpoint format {fmt!r}")
     module_name, func = FORMAT_READERS[fmt].split(":")
     return getattr(importlib.import_module(module_name), func)
+
+
+_TORCH_SUFFIXES = (".th", ".pt", ".pth", ".ckpt", ".unbake")
+
+
+def _check_complete(path: Path) -> None:
+    """A torch checkpoint is a zip archive whose directory sits at the end: a copy cut short
+    loses it. Say so, instead of the misleading errors a reader gives for half a file."""
+    import zipfile
+
+    from ..errors import CheckpointError
+
+    if path.suffix not in _TORCH_SUFFIXES:
+        return
+    try:
+        size = path.stat().st_size
+        with open(path, "rb") as fh:
+            magic = fh.read(4)
+    except OSError as exc:
+        raise CheckpointError(f"{path}: cannot read ({exc.strerror or exc})") from exc
+    if size == 0:
+        raise CheckpointError(f"{path}: empty file")
+    if magic == b"PK\x03\x04":
+        try:
+            with zipfile.ZipFile(path):
+                pass
+        except (zipfile.BadZipFile, OSError) as exc:
+            raise CheckpointError(f"{path}: truncated or corrupt file ({size} bytes; the checkpoint archive "
+                                  "is incomplete) - download or copy it again") from exc
 
 
 def _guess_format(path: Path) -> str:
@@ -84,6 +113,7 @@ def _build_entry_weights(entry: ModelEntry, pretrained: bool, model_file: Path |
         paths = fetch_entry(entry)
     if len(paths) != 1:
         raise ModelError(f"model {entry.name!r} lists {len(paths)} files; expected one")
+    _check_complete(paths[0])
     return _reader(entry.format)(paths[0], entry=entry, config=None)
 
 
@@ -121,13 +151,15 @@ def load_model(source: Any, pretrained: bool = True, *, config: str | os.PathLik
         entry = cat.get(text)
         if isinstance(entry, EnsembleEntry):
             if model_file is not None:
-                raise ModelError(f"{text!r} is an ensemble; --model-file takes a single model")
+                raise ModelOptionError("model_file", f"{text!r} is an ensemble; a model file stands in for a "
+                                                     "single model's weights")
             return _build_ensemble(entry, pretrained)
         return _build_entry(entry, pretrained, Path(model_file) if model_file else None)
     path = Path(text)
     if path.is_dir():
         return _load_folder(path)
     if path.is_file():
+        _check_complete(path)
         fmt = _guess_format(path)
         model = _reader(fmt)(path, entry=None, config=Path(config) if config else None).eval()
         return _tag(model, path.stem, fmt, str(path))

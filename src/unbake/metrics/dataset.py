@@ -15,7 +15,7 @@ from typing import Callable
 import numpy as np
 
 from ..errors import AudioError, UnbakeError
-from .._common import atomic_path, find_dataset_tracks, track_name, write_json_atomic
+from .._common import atomic_path, find_dataset_tracks, track_name, write_json_atomic, write_text_atomic
 from ..stems import StemSet
 
 log = logging.getLogger(__name__)
@@ -77,13 +77,13 @@ def evaluate_dataset(dataset, model, outdir, *, mixture_from_stems: bool = False
     Estimates are kept under ``outdir/estimates/<track>/`` and reused when the same model
     already produced them (so an interrupted run resumes where it stopped).
     """
-    from ..separate import _model_name, resolve_model, separate
+    from ..separate import load_runner, separate
     from .bsseval import evaluate_stems
 
     out = Path(outdir)
     (out / "scores").mkdir(parents=True, exist_ok=True)
-    mdl = resolve_model(model)
-    mname = _model_name(mdl)
+    mdl = load_runner(model)
+    mname = mdl.name
     items = find_tracks(dataset)
     if tracks:
         items = [t for t in items if t.name in tracks]
@@ -123,7 +123,7 @@ def evaluate_dataset(dataset, model, outdir, *, mixture_from_stems: bool = False
     summary["reused_estimates"] = reused
     _write_csv(out / "scores.csv", rows)
     write_json_atomic(out / "summary.json", summary)
-    (out / "summary.md").write_text(_markdown(summary))
+    write_text_atomic(out / "summary.md", _markdown(summary))
     summary["plots"] = [str(p) for p in _box_plots(rows, out)]
     return summary
 
