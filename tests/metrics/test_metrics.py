@@ -278,6 +278,7 @@ def _fixture_tracks():
     return [pytest.param(track, id=Path(track["track"]).name.split(".")[0]) for track in data["tracks"]]
 
 
+@pytest.mark.needs_shared
 @pytest.mark.parametrize("track", _fixture_tracks())
 def test_bss_eval_matches_museval_fixture_on_real_music(track):
     pytest.importorskip("av")
