@@ -21,7 +21,7 @@ import numpy as np
 from ._common import track_name
 from .audio import dsp
 from .audio.io import BLOCK_FRAMES, OUTPUT_FORMATS, AudioWriter, check_writable, iter_blocks
-from .errors import AudioError, ModelError, OutputError, UnbakeError
+from .errors import AudioError, InvalidAudioError, ModelError, OutputError, UnbakeError
 from .stems import StemSet
 
 log = logging.getLogger(__name__)
@@ -419,23 +419,47 @@ def render_filename(template: str, *, track: str, stem: str, ext: str, model: st
 def separate_file(path: str | os.PathLike, outdir: str | os.PathLike = "separated", model: Any = None, *,
                   format: str = "wav", bit_depth: str | None = None, mp3_bitrate: int | None = None,
                   filename: str = DEFAULT_FILENAME, overwrite: bool = False,
-                  progress: ProgressFn | None = None, **options) -> dict[str, Path]:
+                  progress: ProgressFn | None = None, stems_codec: str = "aac", stems_map=None,
+                  analyzer: Callable | None = None, **options) -> dict[str, Path]:
     """Separate one file into one file per stem, streaming; returns ``{stem: path}``.
+
+    ``format="stems"`` writes one NI Stems file ``OUTDIR/{track}.stem.mp4`` instead (returned
+    as ``{"stems": path}``): the mixture, then drums, bass, other and vocals, ``stems_codec``
+    ``aac`` (256 kbit/s) or ``alac``; a model without exactly those four stems needs
+    ``stems_map`` (``"drums=drums,bass=bass,other=guitar+piano+other,vocals=vocals"``).
+
+    ``analyzer`` (e.g. :func:`unbake.transcribe.timing.track_tags`) is called once per track
+    with ``({"mixture" and each written stem: a source with .read(start, stop) and .length},
+    sample_rate)`` and returns a :class:`~unbake.audio.tags.TrackTags` (or None); its BPM and
+    key go into every written file and a ``track.json`` sidecar beside them.
 
     Existing outputs are refused before any work unless ``overwrite``; nothing appears under a
     final name unless every stem of the track was written completely.
     """
-    if format not in OUTPUT_FORMATS:
-        raise OutputError(f"--format must be one of {', '.join(OUTPUT_FORMATS)}, not {format!r}")
+    if format not in FILE_FORMATS:
+        raise OutputError(f"--format must be one of {', '.join(FILE_FORMATS)}, not {format!r}")
     mdl, opts = _model_and_options(model, options)
     path = Path(path)
     names = output_stems(mdl, opts.two_stems)
     mname = _model_name(mdl)
-    targets = {s: Path(outdir) / render_filename(filename, track=track_name(path), stem=s, ext=format, model=mname)
-               for s in names}
+    slots = None
+    if format == "stems":
+        from .audio.stemsfile import STEMS_CODECS, plan_slots, stems_file_path
+
+        if stems_codec not in STEMS_CODECS:
+            raise OutputError(f"--stems-codec must be one of {', '.join(STEMS_CODECS)}, not {stems_codec!r}")
+        if filename != DEFAULT_FILENAME:
+            raise OutputError("--filename does not apply to --format stems (one file: OUTDIR/{track}.stem.mp4)")
+        slots = plan_slots(names, stems_map)
+        targets = {"stems": stems_file_path(outdir, track_name(path))}
+        names = list(slots)
+    else:
+        targets = {s: Path(outdir) / render_filename(filename, track=track_name(path), stem=s, ext=format,
+                                                     model=mname) for s in names}
     if len(set(targets.values())) != len(targets):
         raise OutputError("--filename gives several stems the same file name")
-    for t in targets.values():
+    sidecar = _sidecar_path(targets, filename, track_name(path), format) if analyzer is not None else None
+    for t in list(targets.values()) + ([sidecar] if sidecar else []):
         check_writable(t, overwrite)
     with tempfile.TemporaryDirectory(prefix="unbake-") as tmp:
         track = _track_from_file(path, Path(tmp), opts)
@@ -446,11 +470,21 @@ def separate_file(path: str | os.PathLike, outdir: str | os.PathLike = "separate
             raws = {s: RawFileWriter(Path(tmp) / f"final_{i}.f32", track.channels) for i, s in enumerate(names)}
             try:
                 for blocks in _final_blocks(mdl, track, opts, progress):
+                    if slots is not None:  # the NI slots, each the sum of the stems mapped to it
+                        blocks = {slot: np.sum([blocks[s] for s in parts], axis=0) for slot, parts in slots.items()}
                     for s, b in blocks.items():
                         raws[s].write(b)
             finally:
                 for w in raws.values():
                     w.close()
+            tags = _analyse(analyzer, track, raws) if analyzer is not None else None
+            if slots is not None:
+                _write_stems_file(targets["stems"], track, raws, names, opts, stems_codec, overwrite, tags)
+                if sidecar is not None and tags is not None:
+                    from .audio.tags import write_track_json
+
+                    write_track_json(sidecar, tags)
+                return targets
             writers: dict[str, AudioWriter] = {}
             try:
                 for s in names:
@@ -463,11 +497,61 @@ def separate_file(path: str | os.PathLike, outdir: str | os.PathLike = "separate
                         writers[s].write(dsp.apply_clip(block, opts.clip, gain))
                     src.close()
                 for s in names:
-                    writers[s].commit()
+                    writers[s].commit(tags)
             except BaseException:
                 for w in writers.values():
                     w.abort()
                 raise
+            if sidecar is not None and tags is not None:
+                from .audio.tags import write_track_json
+
+                write_track_json(sidecar, tags)
         finally:
             _close(track)
     return targets
+
+
+FILE_FORMATS = OUTPUT_FORMATS + ("stems",)
+
+
+def _sidecar_path(targets: dict[str, Path], template: str, track: str, format: str) -> Path:
+    """``track.json`` in the track's own folder when the layout gives each track one (the
+    default ``{track}/{stem}.{ext}``), else ``{track}.track.json`` beside the files."""
+    folder = next(iter(targets.values())).parent
+    if format != "stems" and "{track}" in str(Path(template).parent):
+        return folder / "track.json"
+    return folder / f"{track}.track.json"
+
+
+def _analyse(analyzer: Callable, track: _Track, raws: dict) -> Any:
+    """One analysis per track, of the separated stems (and the mixture) as the analyzer reads
+    them; silence gives no tags rather than a failed separation."""
+    sources = {"mixture": track.raw, **{s: w.source() for s, w in raws.items()}}
+    try:
+        return analyzer(sources, track.sample_rate)
+    except InvalidAudioError as exc:
+        log.warning("%s: no tempo and key tags (%s)", track.name, exc)
+        return None
+    finally:
+        for s, src in sources.items():
+            if s != "mixture":
+                src.close()
+
+
+def _write_stems_file(target: Path, track: _Track, raws: dict, names: list[str], opts: SeparateOptions,
+                      codec: str, overwrite: bool, tags) -> None:
+    """The mixture and the slots into one NI Stems file, block by block, interleaved in time."""
+    from .audio.stemsfile import StemsFileWriter
+
+    sources = [raws[s].source() for s in names]
+    gains = [dsp.clip_gain(raws[s].peak, opts.clip) for s in names]
+    try:
+        with StemsFileWriter(target, track.sample_rate, track.channels, names=names, codec=codec,
+                             overwrite=overwrite, tags=tags) as writer:
+            for start in range(0, track.length, BLOCK_FRAMES):
+                stop = min(start + BLOCK_FRAMES, track.length)
+                writer.write([track.raw.read(start, stop)]
+                             + [dsp.apply_clip(src.read(start, stop), opts.clip, g) for src, g in zip(sources, gains)])
+    finally:
+        for src in sources:
+            src.close()

@@ -236,8 +236,15 @@ def read_audio(path: str | os.PathLike, *, stream: int = 0) -> tuple[np.ndarray,
 
 
 def stream_names(path: str | os.PathLike) -> list[str]:
-    """Names of the audio streams: titles when every stream has a distinct one, else NI order."""
+    """Names of the audio streams: ``mixture`` and the names of an NI ``stem`` manifest when the
+    file has one for its streams; else the stream titles when every stream has a distinct one;
+    else NI order."""
+    from .stemsfile import manifest_stem_names, read_stem_manifest
+
     meta = info(path)
+    from_manifest = manifest_stem_names(read_stem_manifest(path))
+    if from_manifest and len(from_manifest) == len(meta.streams) - 1:
+        return ["mixture"] + from_manifest
     titles = [s.title for s in meta.streams]
     if all(titles) and len(set(titles)) == len(titles) and not all(t.startswith("SoundHandler") for t in titles):
         return [t.lower() for t in titles]
@@ -343,10 +350,20 @@ class AudioWriter:
         self._file.write(np.ascontiguousarray(block, dtype=np.float32))
         self.frames += block.shape[1]
 
-    def commit(self) -> Path:
+    def commit(self, tags=None) -> Path:
+        """Finish the file, write ``tags`` (a :class:`~unbake.audio.tags.TrackTags`) into it
+        while it is still under its temporary name, and rename it onto the target."""
         if self._done:
             return self.path
         self._file.close()
+        if tags is not None:
+            from .tags import write_tags
+
+            try:
+                write_tags(self.tmp, tags, fmt=format_from_path(self.path))
+            except BaseException:
+                self.abort()
+                raise
         _chmod_default(self.tmp)
         os.replace(self.tmp, self.path)
         self._done = True

@@ -27,7 +27,10 @@ def separate(
     shifts: int = typer.Option(0, "--shifts", help="Test-time random shifts (deterministic)."),
     device: str = typer.Option("cpu", "--device", "-d", help="cpu | cuda | mps | auto"),
     batch_size: int = typer.Option(1, "--batch-size", help="Chunks per model call."),
-    fmt: str = typer.Option("wav", "--format", help="wav | flac | mp3"),
+    fmt: str = typer.Option("wav", "--format", help="wav | flac | mp3 | stems (one NI Stems file, OUTDIR/{track}.stem.mp4)"),
+    stems_codec: str = typer.Option("aac", "--stems-codec", help="Codec of --format stems: aac (256 kbit/s) | alac."),
+    stems_map: Optional[str] = typer.Option(None, "--stems-map", help="NI slots from other stems, e.g. drums=drums,bass=bass,other=guitar+piano+other,vocals=vocals."),
+    tag: Optional[bool] = typer.Option(None, "--tag/--no-tag", help="BPM and key tags in every file, and track.json (default: on when the analysis extra is installed)."),
     bit_depth: Optional[str] = typer.Option(None, "--bit-depth", help="16 | 24 | 32f (wav), 16 | 24 (flac). Default 24."),
     mp3_bitrate: int = typer.Option(320, "--mp3-bitrate", help="kbit/s for mp3 output."),
     filename: str = typer.Option("{track}/{stem}.{ext}", "--filename", help="Output path template: {track} {stem} {ext} {model}."),
@@ -54,6 +57,13 @@ def separate(
 
         fail(_escape(str(exc)), 1)
         return
+    try:
+        analyzer = _analyzer(tag)
+    except UnbakeError as exc:
+        from .app import fail
+
+        fail(_escape(str(exc)), 1)
+        return
     failures: list[tuple[Path, str]] = []
     done = 0
     from ..separate import separate_file
@@ -64,7 +74,8 @@ def separate(
             try:
                 targets = separate_file(
                     path, outdir, model, format=fmt, bit_depth=bit_depth, mp3_bitrate=mp3_bitrate,
-                    filename=filename, overwrite=overwrite,
+                    filename=filename, overwrite=overwrite, stems_codec=stems_codec, stems_map=stems_map,
+                    analyzer=analyzer,
                     progress=lambda f, t=task: progress.update(t, completed=f),
                     two_stems=two_stems, other_method=other_method, segment_s=segment, overlap=overlap,
                     shifts=shifts, device=device, batch_size=batch_size, downmix=downmix,
@@ -95,6 +106,25 @@ def _load(names, model_file, config, weights, method):
         console.print(f"model: {chosen[0]} (the best model available without a download; "
                       "pick another with -n, see `unbake models`)", highlight=False)
     return model
+
+
+def _analyzer(tag: Optional[bool]):
+    """The tempo/key analyzer for the tags, or None: on by default when librosa (the analysis
+    extra) and mutagen are installed; an explicit --tag without them says what to install."""
+    import importlib.util
+
+    if tag is False:
+        return None
+    missing = [m for m in ("librosa", "mutagen") if importlib.util.find_spec(m) is None]
+    if missing:
+        if tag:
+            from ..errors import DependencyError
+
+            raise DependencyError(f"--tag needs {' and '.join(missing)}: pip install unbake[analysis]")
+        return None
+    from ..transcribe.timing import track_tags
+
+    return track_tags
 
 
 def _short_name(path: Path) -> str:
