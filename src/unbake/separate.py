@@ -496,8 +496,14 @@ def separate_file(path: str | os.PathLike, outdir: str | os.PathLike = "separate
                     for block in _iter_source(src):
                         writers[s].write(dsp.apply_clip(block, opts.clip, gain))
                     src.close()
+                tag = None
+                if tags is not None:
+                    from .audio.tags import write_tags
+
+                    def tag(tmp, fmt):
+                        write_tags(tmp, tags, fmt=fmt)
                 for s in names:
-                    writers[s].commit(tags)
+                    writers[s].commit(tag)
             except BaseException:
                 for w in writers.values():
                     w.abort()

@@ -7,7 +7,7 @@ import os
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 import numpy as np
 
@@ -239,7 +239,7 @@ def stream_names(path: str | os.PathLike) -> list[str]:
     """Names of the audio streams: ``mixture`` and the names of an NI ``stem`` manifest when the
     file has one for its streams; else the stream titles when every stream has a distinct one;
     else NI order."""
-    from .stemsfile import manifest_stem_names, read_stem_manifest
+    from .mp4box import manifest_stem_names, read_stem_manifest
 
     meta = info(path)
     from_manifest = manifest_stem_names(read_stem_manifest(path))
@@ -350,17 +350,15 @@ class AudioWriter:
         self._file.write(np.ascontiguousarray(block, dtype=np.float32))
         self.frames += block.shape[1]
 
-    def commit(self, tags=None) -> Path:
-        """Finish the file, write ``tags`` (a :class:`~unbake.audio.tags.TrackTags`) into it
-        while it is still under its temporary name, and rename it onto the target."""
+    def commit(self, before_rename: Callable[[Path, str], None] | None = None) -> Path:
+        """Finish the file and rename it onto the target. ``before_rename(temporary path,
+        format)`` runs first, while the file is still under its temporary name (tagging)."""
         if self._done:
             return self.path
         self._file.close()
-        if tags is not None:
-            from .tags import write_tags
-
+        if before_rename is not None:
             try:
-                write_tags(self.tmp, tags, fmt=format_from_path(self.path))
+                before_rename(self.tmp, format_from_path(self.path))
             except BaseException:
                 self.abort()
                 raise

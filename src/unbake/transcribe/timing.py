@@ -22,6 +22,8 @@ import numpy as np
 from ..audio.tags import TrackTags, camelot_key, short_key
 
 ANALYSIS_EXCERPT_S = 240.0
+# shorter audio has too few beats for a tempo and too few frames for the key's constant-Q chroma
+MIN_ANALYSIS_S = 4.0
 BEATS_PER_BAR = 4
 _BLOCK = 65536
 
@@ -81,6 +83,12 @@ def tags_from_stems(stems: Mapping[str, np.ndarray], sample_rate: int, *, offset
     from ..analysis import analyze_stems
     from ..analysis.analyze import PITCH_NAMES, to_mono_analysis_rate
 
+    from ..errors import InvalidAudioError
+
+    frames = max(np.asarray(v).shape[-1] for v in stems.values())
+    if frames < MIN_ANALYSIS_S * sample_rate:
+        raise InvalidAudioError(f"{frames / sample_rate:.1f} s is too short for tempo and key "
+                                f"(at least {MIN_ANALYSIS_S:g} s)")
     a = analyze_stems(stems, sample_rate)
     mix = stems["mixture"] if "mixture" in stems else np.sum([np.asarray(v) for v in stems.values()], axis=0)
     excerpt_s = a.duration_s
