@@ -116,12 +116,22 @@ def tags_from_stems(stems: Mapping[str, np.ndarray], sample_rate: int, *, offset
 def extend_grid(beats_s: np.ndarray, period_s: float, span_start_s: float, span_stop_s: float,
                 duration_s: float) -> tuple[np.ndarray, int]:
     """Tracked beats inside the analysed span, continued at ``period_s`` to cover
-    ``[0, duration_s)``. Returns ``(beats, index of the first tracked beat)``."""
+    ``[0, duration_s)``. Returns ``(beats, index in them of the first given beat)``, which is
+    negative when edge beats were dropped."""
     beats_s = np.asarray(beats_s, dtype=np.float64)
+    given = len(beats_s)
+    # the tracker's first and last beats in an excerpt lean on half a window of context: where
+    # the grid continues past them, drop edge beats that are off the measured period
+    while span_start_s > 0 and len(beats_s) > 2 and abs(beats_s[1] - beats_s[0] - period_s) > 0.1 * period_s:
+        beats_s = beats_s[1:]
+    front = given - len(beats_s)
+    while (span_stop_s < duration_s - 1e-6 and len(beats_s) > 2
+           and abs(beats_s[-1] - beats_s[-2] - period_s) > 0.1 * period_s):
+        beats_s = beats_s[:-1]
     before = np.arange(beats_s[0] - period_s, -1e-9, -period_s)[::-1] if span_start_s > 0 else np.zeros(0)
     after = (np.arange(beats_s[-1] + period_s, duration_s, period_s)
              if span_stop_s < duration_s - 1e-6 else np.zeros(0))
-    return np.concatenate([before, beats_s, after]), len(before)
+    return np.concatenate([before, beats_s, after]), len(before) - front
 
 
 def downbeat_phase(mono: np.ndarray, beats_s: np.ndarray, beats_per_bar: int = BEATS_PER_BAR) -> int:
