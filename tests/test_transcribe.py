@@ -202,3 +202,25 @@ def test_cli_transcribe(tmp_path):
     res = runner.invoke(app, ["transcribe", str(tmp_path / "bass.wav"), "--as", "bass", "--json",
                               "--quantize", "3/0"])
     assert res.exit_code != 0 and "--quantize" in res.output
+
+
+def test_song_stem_is_separated_then_transcribed(tmp_path, monkeypatch):
+    """``--stem``: the song is separated (cached), the stem's name picks the kind, and the tempo
+    map comes from the analysis of all the stems."""
+    from unbake.audio import write_audio
+    from unbake.transcribe import transcribe_file
+
+    monkeypatch.setenv("UNBAKE_CACHE", str(tmp_path / "cache"))
+    ref = random_line(np.random.default_rng(31), "melody", bars=3)
+    voice = render_line(ref, seed=31)[0]
+    t = np.arange(voice.size) / SR
+    band = 0.1 * np.sin(2 * np.pi * 55 * t)  # hard left: not the centre "vocals"
+    write_audio(tmp_path / "song.wav", np.stack([voice + band, voice]).astype(np.float32), SR)
+    result = transcribe_file(tmp_path / "song.wav", stem="vocals", model="center")
+    assert result.kind == "melody" and result.info["stem"] == "vocals"
+    f, acc = line_scores(ref, result.notes)
+    assert f >= 0.8 and acc >= 0.9, (f, acc)
+    from unbake.errors import UnbakeError
+
+    with pytest.raises(UnbakeError, match="--as"):
+        transcribe_file(tmp_path / "song.wav", stem="accompaniment", model="center")
