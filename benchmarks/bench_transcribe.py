@@ -24,6 +24,22 @@ from test_transcribe import (HAT, KICK, SNARE, SR, drum_scores, line_scores, ran
                              random_pattern, render_drums, render_line)
 
 
+def cpu_description() -> str:
+    """The CPU model and its vector extensions (speed figures depend on them)."""
+    model, flags = platform.processor() or platform.machine(), set()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+            elif line.startswith("flags"):
+                flags = set(line.split(":", 1)[1].split())
+                break
+    except OSError:
+        pass
+    vector = [f for f in ("avx2", "avx512f", "avx512_bf16", "avx512_vnni", "amx_tile") if f in flags]
+    return f"{model} ({', '.join(vector) or 'no AVX2'})"
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--n", type=int, default=20, help="lines of each kind and drum patterns")
@@ -32,7 +48,7 @@ def main() -> None:
     args = ap.parse_args()
     from unbake.transcribe import transcribe_drums, transcribe_line
 
-    print(f"CPU: {platform.processor() or platform.machine()}; {args.n} of each kind, {args.bars} bars at 120 BPM")
+    print(f"CPU: {cpu_description()}; {args.n} of each kind, {args.bars} bars at 120 BPM")
     for kind, vibrato in (("bass", 0.0), ("melody", 25.0)):
         fs, accs, secs, audio_s = [], [], 0.0, 0.0
         for i in range(args.n):
