@@ -5,7 +5,7 @@ synthesizer (tests/test_transcribe.py). Prints mir_eval's note-onset F-measure a
 pitch accuracy of onset-matched notes per line, and the onset F-measure per drum, with means and
 minima, and the transcription time per second of audio.
 
-    PYTHONPATH=src python benchmarks/bench_transcribe.py [--n 20] [--bars 4] [--seed 1000]
+    PYTHONPATH=src python benchmarks/bench_transcribe.py [--n 20] [--bars 4] [--seed 1000] [--noise-db -70]
 """
 
 from __future__ import annotations
@@ -45,16 +45,18 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=20, help="lines of each kind and drum patterns")
     ap.add_argument("--bars", type=int, default=4)
     ap.add_argument("--seed", type=int, default=1000, help="first seed (the tests use seeds below 100)")
+    ap.add_argument("--noise-db", type=float, default=-70.0, help="white-noise floor added to every signal, dBFS")
     args = ap.parse_args()
     from unbake.transcribe import transcribe_drums, transcribe_line
 
-    print(f"CPU: {cpu_description()}; {args.n} of each kind, {args.bars} bars at 120 BPM")
+    print(f"CPU: {cpu_description()}; {args.n} of each kind, {args.bars} bars at 120 BPM, "
+          f"noise floor {args.noise_db:g} dBFS")
     for kind, vibrato in (("bass", 0.0), ("melody", 25.0)):
         fs, accs, secs, audio_s = [], [], 0.0, 0.0
         for i in range(args.n):
             rng = np.random.default_rng(args.seed + i)
             ref = random_line(rng, kind, bars=args.bars)
-            y = render_line(ref, vibrato_cents=vibrato, seed=args.seed + i)
+            y = render_line(ref, vibrato_cents=vibrato, noise_db=args.noise_db, seed=args.seed + i)
             t = time.perf_counter()
             est = transcribe_line(y, SR, kind)
             secs += time.perf_counter() - t
@@ -70,6 +72,7 @@ def main() -> None:
     for i in range(args.n):
         hits = random_pattern(np.random.default_rng(args.seed + 500 + i), bars=args.bars)
         y = render_drums(hits, seed=args.seed + 500 + i)
+        y = y + np.float32(10 ** (args.noise_db / 20)) * np.random.default_rng(i).standard_normal(y.shape, np.float32)
         t = time.perf_counter()
         est = transcribe_drums(y, SR)
         secs += time.perf_counter() - t
