@@ -106,15 +106,6 @@ def plan_slots(model_stems: Sequence[str], stems_map=None) -> dict[str, tuple[st
 # ------------------------------------------------------------------------------ writing
 
 
-def _mutagen_mp4():
-    from .tags import mutagen_module
-
-    mutagen_module()
-    import mutagen.mp4
-
-    return mutagen.mp4
-
-
 class StemsFileWriter:
     """Streaming, atomic NI Stems writer.
 
