@@ -8,10 +8,14 @@ Method
 * Frames get a MIDI pitch (median-filtered over :data:`MEDIAN_FRAMES` frames so that vibrato and
   pYIN's octave blips do not split notes); a note is a run of voiced frames with one rounded
   pitch. A run is also split where the onset detector (spectral flux) finds a new attack, so
-  repeated notes of the same pitch stay separate notes.
+  repeated notes of the same pitch stay separate notes; inside a held pitch an attack counts only
+  where the level rises by :data:`ATTACK_RISE_DB` (flux also fires on noise).
 * A note's start is moved to an attack the onset detector found within :data:`SNAP_S` of it:
   pYIN's voicing decision needs most of a 93 ms window to be periodic, so it lags the attack.
-* Frames more than :data:`GATE_DB` below the loudest frame are unvoiced whatever pYIN says.
+* Frames more than :data:`GATE_DB` below the loudest frame, or less than :data:`FLOOR_MARGIN_DB`
+  above the quietest tenth (a noise floor), are unvoiced whatever pYIN says.
+* Pieces of one held note that no attack separates are joined again (a voicing dropout, a
+  pitch blip shorter than :data:`BLIP_S`).
 * Runs shorter than the kind's ``min_note_s`` are dropped (slides, breaths, attack noise).
 * Pitches are whole semitones (no pitch bends), the median of the note's frames.
 * Velocity follows the note's loudness: its peak RMS level in dB relative to the loudest note,
@@ -30,6 +34,10 @@ SNAP_S = 0.06
 TOP_VELOCITY = 112
 VELOCITY_PER_DB = 2.0
 GATE_DB = 40.0
+ATTACK_RISE_DB = 1.5
+FLOOR_MARGIN_DB = 6.0
+BRIDGE_S = 0.06
+BLIP_S = 0.1
 
 
 @dataclass(frozen=True)
@@ -95,7 +103,9 @@ def transcribe_line(audio: np.ndarray, sample_rate: int, kind: str = "bass") -> 
     level_db = 20 * np.log10(np.maximum(rms, 1e-9))
     midi = np.full(n, np.nan)
     # YIN finds digital silence and faint tails "periodic"; a pitch needs some level
-    ok = voiced & np.isfinite(f0) & (level_db > level_db.max() - GATE_DB)
+    # ... and so do noise floors: the gate also sits above the quietest tenth of the frames
+    gate_db = max(level_db.max() - GATE_DB, np.percentile(level_db, 10) + FLOOR_MARGIN_DB)
+    ok = voiced & np.isfinite(f0) & (level_db > gate_db)
     midi[ok] = librosa.hz_to_midi(f0[ok])
     midi = _median_voiced(midi, MEDIAN_FRAMES)
     env = librosa.onset.onset_strength(y=y, sr=sr, hop_length=HOP)
@@ -104,7 +114,13 @@ def transcribe_line(audio: np.ndarray, sample_rate: int, kind: str = "bass") -> 
 
     pitch = np.where(np.isfinite(midi), np.round(midi), -1).astype(int)
     snap = int(round(SNAP_S * sr / HOP))
-    cuts = _boundaries(pitch, np.asarray(onsets), snap)
+    # inside a note an attack counts only where the level rises (a re-struck note); spectral
+    # flux alone also fires on noise and on the beating of a low note's partials
+    rise = np.array([level_db[min(o + 3, n - 1)] - level_db[max(o - 2, 0)] if o < n else 0.0 for o in onsets])
+    held = np.array([0 < o < n and pitch[o - 1] >= 0 and pitch[o - 1] == pitch[min(o + 2, n - 1)] for o in onsets],
+                    dtype=bool)
+    onsets = np.asarray(onsets)[~held | (rise >= ATTACK_RISE_DB)] if len(onsets) else np.asarray(onsets)
+    cuts = _boundaries(pitch, onsets, snap)
     times = librosa.frames_to_time(np.arange(n + 1), sr=sr, hop_length=HOP)
     min_s = spec.min_note_s
     found: list[tuple[float, float, int, float]] = []
@@ -115,14 +131,36 @@ def transcribe_line(audio: np.ndarray, sample_rate: int, kind: str = "bass") -> 
         # the first voiced run only: what follows a gap inside the span is not this note
         run_end = np.flatnonzero(np.diff(frames) > 1)
         frames = frames[:run_end[0] + 1] if len(run_end) else frames
-        t0 = float(times[a]) if a_is_onset else float(times[frames[0]])
+        # an attack long before the voicing starts was not this note's
+        t0 = float(times[a]) if a_is_onset and frames[0] - a <= snap else float(times[frames[0]])
         t1 = float(times[frames[-1] + 1])
         if t1 - t0 < min_s:
             continue
         level = 20 * np.log10(max(float(rms[a:b].max()), 1e-9))
-        found.append((t0, t1, int(np.round(np.median(midi[frames]))), level))
+        found.append((t0, t1, int(np.round(np.median(midi[frames]))), level, a_is_onset))
+    found = _join_unstruck(found)
     levels = np.array([f[3] for f in found])
-    return [Note(t0, t1, p, v) for (t0, t1, p, _), v in zip(found, _velocities(levels))]
+    return [Note(t0, t1, p, v) for (t0, t1, p, _, _), v in zip(found, _velocities(levels))]
+
+
+def _join_unstruck(found: list[tuple]) -> list[tuple]:
+    """Join pieces of one held note that no attack separates: a voicing dropout shorter than
+    :data:`BRIDGE_S` between two pieces of the same pitch, and a pitch blip shorter than
+    :data:`BLIP_S` between them. ``found``: ``(start, end, pitch, level, struck)``."""
+    out = list(found)
+    i = 1
+    while i < len(out):
+        prev, cur = out[i - 1], out[i]
+        nxt = out[i + 1] if i + 1 < len(out) else None
+        if not cur[4] and cur[2] == prev[2] and cur[0] - prev[1] <= BRIDGE_S:
+            out[i - 1:i + 1] = [(prev[0], cur[1], prev[2], max(prev[3], cur[3]), prev[4])]
+            continue
+        if (nxt is not None and not cur[4] and not nxt[4] and cur[1] - cur[0] < BLIP_S and nxt[2] == prev[2]
+                and cur[0] - prev[1] <= BRIDGE_S and nxt[0] - cur[1] <= BRIDGE_S):
+            out[i - 1:i + 2] = [(prev[0], nxt[1], prev[2], max(prev[3], nxt[3]), prev[4])]
+            continue
+        i += 1
+    return out
 
 
 def _boundaries(pitch: np.ndarray, onsets: np.ndarray, snap: int) -> list[tuple[int, bool]]:
