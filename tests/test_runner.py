@@ -108,7 +108,7 @@ def test_request_travels_whole_and_keywords_override_it(tmp_path, wav_file):
     (["--overlap", "1.5"], "--overlap: must be in [0, 1), got 1.5"),
     (["--segment", "-2"], "--segment: must be > 0, got -2.0"),
     (["--shifts", "-1"], "--shifts: must be >= 0, got -1"),
-    (["--format", "ogg"], "--format: must be one of wav, flac, mp3, not 'ogg'"),
+    (["--format", "ogg"], "--format: must be one of wav, flac, mp3, stems, not 'ogg'"),
     (["--bit-depth", "20"], "--bit-depth: wav bit depth must be one of 16, 24, 32f, not 20"),
     (["--weights", "1,x", "-n", "center", "-n", "center"], "--weights: must be numbers separated by commas"),
     (["--weights", "1", "-n", "center"], "--weights: need several models"),

@@ -22,7 +22,7 @@ import numpy as np
 from ._common import sweep_stale_parts, track_name
 from .audio import dsp
 from .audio.io import BLOCK_FRAMES, OUTPUT_FORMATS, AudioWriter, check_output_options, check_writable, iter_blocks
-from .errors import ModelOptionError, OutputError, OutputOptionError, ParameterError, UnbakeError
+from .errors import InvalidAudioError, ModelOptionError, OutputError, OutputOptionError, ParameterError, UnbakeError
 from .stems import StemSet
 
 if TYPE_CHECKING:
@@ -32,7 +32,9 @@ log = logging.getLogger(__name__)
 
 OTHER_METHODS = ("add", "minus")
 DEFAULT_FILENAME = "{track}/{stem}.{ext}"
-FILE_FORMATS = OUTPUT_FORMATS  # what separate_file writes
+STEMS_FORMAT = "stems"  # one NI Stems file (.stem.mp4) instead of one file per stem
+FILE_FORMATS = OUTPUT_FORMATS + (STEMS_FORMAT,)  # what separate_file writes
+STEMS_CODECS = ("aac", "alac")
 ProgressFn = Callable[[float], None]
 
 # ------------------------------------------------------------------------------ the request
@@ -108,13 +110,22 @@ class SeparationRequest:
     mp3_bitrate: int | None = _option(None, output=True)
     filename: str = _option(DEFAULT_FILENAME, _filename, output=True)
     overwrite: bool = _option(False, output=True)
+    stems_codec: str = _option("aac", _one_of(STEMS_CODECS), output=True)  # format "stems" only
+    stems_map: Any = _option(None, output=True)  # format "stems": "drums=drums,...,other=guitar+piano+other"
 
     def __post_init__(self) -> None:
         for f in fields(self):
             check = f.metadata.get("check")
             if check is not None:
                 check(f.name, getattr(self, f.name))
-        check_output_options(self.format, self.bit_depth, self.mp3_bitrate, formats=FILE_FORMATS)
+        if self.format == STEMS_FORMAT:
+            if self.filename != DEFAULT_FILENAME:
+                raise OutputOptionError("filename", "does not apply to the stems format (one file: OUTDIR/{track}.stem.mp4)")
+            from .audio.stemsfile import parse_stems_map
+
+            parse_stems_map(self.stems_map)
+        else:
+            check_output_options(self.format, self.bit_depth, self.mp3_bitrate, formats=FILE_FORMATS)
 
     @classmethod
     def from_options(cls, base: "SeparationRequest | None" = None, **options) -> "SeparationRequest":
@@ -528,8 +539,19 @@ def separate_file(path: str | os.PathLike, outdir: str | os.PathLike = "separate
                   filename: str | None = None, overwrite: bool | None = None,
                   progress: ProgressFn | None = None, request: SeparationRequest | None = None,
                   weights: Sequence[float] | None = None, ensemble_method: str = "average",
-                  model_file: str | None = None, config: str | None = None, **options) -> dict[str, Path]:
+                  model_file: str | None = None, config: str | None = None, analyzer: Callable | None = None,
+                  **options) -> dict[str, Path]:
     """Separate one file into one file per stem, streaming; returns ``{stem: path}``.
+
+    ``format="stems"`` writes one NI Stems file ``OUTDIR/{track}.stem.mp4`` instead (returned
+    as ``{"stems": path}``): the mixture, then drums, bass, other and vocals, ``stems_codec``
+    ``aac`` (256 kbit/s) or ``alac``; a model without exactly those four stems needs
+    ``stems_map`` (``"drums=drums,bass=bass,other=guitar+piano+other,vocals=vocals"``).
+
+    ``analyzer`` (e.g. :func:`unbake.transcribe.timing.track_tags`) is called once per track
+    with ``({"mixture" and each written stem: a source with .read(start, stop) and .length},
+    sample_rate)`` and returns a :class:`~unbake.audio.tags.TrackTags` (or None); its BPM and
+    key go into every written file and a ``track.json`` sidecar beside them.
 
     ``format`` (default wav), ``bit_depth``, ``mp3_bitrate``, ``filename`` (default
     :data:`DEFAULT_FILENAME`) and ``overwrite`` shape the files; None leaves the request's value.
@@ -545,6 +567,9 @@ def separate_file(path: str | os.PathLike, outdir: str | os.PathLike = "separate
     runner = load_runner(model, weights=weights, method=ensemble_method, model_file=model_file, config=config)
     path = Path(path)
     targets = output_targets(path, outdir, runner, req)
+    sidecar = _sidecar_path(targets, req, track_name(path)) if analyzer is not None else None
+    if sidecar is not None:
+        check_writable(sidecar, req.overwrite)
     for folder in {t.parent for t in targets.values()}:
         sweep_stale_parts(folder)  # half-written stems of a killed earlier run
     created = _missing_folders(targets.values())
@@ -552,7 +577,7 @@ def separate_file(path: str | os.PathLike, outdir: str | os.PathLike = "separate
         with _workdir() as tmp:
             track = _track_from_file(path, tmp, req)
             try:
-                _write_stems(runner, track, req, targets, tmp, progress)
+                _write_stems(runner, track, req, targets, tmp, progress, analyzer, sidecar)
             except OSError as exc:
                 raise OutputError(_os_error_text(exc, f"the stems of {path.name}")) from exc
             finally:
@@ -572,6 +597,13 @@ def output_targets(path: str | os.PathLike, outdir: str | os.PathLike, model: An
     runner_name = model_name(model)
     names = output_stems(model, request.two_stems)
     track = track_name(path)
+    if request.format == STEMS_FORMAT:
+        from .audio.stemsfile import plan_slots, stems_file_path
+
+        plan_slots(names, request.stems_map)  # refuses stems that do not fill the NI slots
+        target = stems_file_path(outdir, track)
+        check_writable(target, request.overwrite)
+        return {"stems": target}
     targets = {s: Path(outdir) / render_filename(request.filename, track=track, stem=s, ext=request.format,
                                                  model=runner_name)
                for s in names}
@@ -619,34 +651,105 @@ def _missing_folders(files) -> list[Path]:
 
 
 def _write_stems(runner: Runner, track: _Track, request: SeparationRequest, targets: dict[str, Path],
-                 workdir: Path, progress: ProgressFn | None) -> None:
-    """Pass 1: final stems to raw files (their peaks decide the clipping gain); pass 2: encode
-    every stem under a temporary name, renamed only when all are complete."""
+                 workdir: Path, progress: ProgressFn | None, analyzer: Callable | None = None,
+                 sidecar: Path | None = None) -> None:
+    """Pass 1: final stems to raw files (their peaks decide the clipping gain); then one
+    analysis for the tags (``analyzer``); pass 2: encode every stem (or the one NI Stems file)
+    under a temporary name, renamed only when all are complete."""
     from .engine import RawFileWriter
 
+    slots = None
     names = list(targets)
+    if request.format == STEMS_FORMAT:
+        from .audio.stemsfile import plan_slots
+
+        slots = plan_slots(output_stems(runner, request.two_stems), request.stems_map)
+        names = list(slots)
     raws = {s: RawFileWriter(workdir / f"final_{i}.f32", track.channels) for i, s in enumerate(names)}
     try:
         for blocks in _final_blocks(runner, track, request, progress):
+            if slots is not None:  # the NI slots, each the sum of the stems mapped to it
+                blocks = {slot: np.sum([blocks[s] for s in parts], axis=0) for slot, parts in slots.items()}
             for s, b in blocks.items():
                 raws[s].write(b)
     finally:
         for w in raws.values():
             w.close()
+    tags = _analyse(analyzer, track, raws) if analyzer is not None else None
+    if slots is not None:
+        _write_stems_file(targets["stems"], track, raws, names, request, tags)
+    else:
+        _encode_stems(track, raws, request, targets, tags)
+    if sidecar is not None and tags is not None:
+        from .audio.tags import write_track_json
+
+        write_track_json(sidecar, tags)
+
+
+def _encode_stems(track: _Track, raws: dict, request: SeparationRequest, targets: dict[str, Path], tags) -> None:
+    tag = None
+    if tags is not None:
+        from .audio.tags import write_tags
+
+        def tag(tmp, fmt):
+            write_tags(tmp, tags, fmt=fmt)
     writers: dict[str, AudioWriter] = {}
     try:
-        for s in names:
+        for s in targets:
             writers[s] = AudioWriter(targets[s], track.sample_rate, track.channels, bit_depth=request.bit_depth,
                                      mp3_bitrate=request.mp3_bitrate, overwrite=request.overwrite)
-        for s in names:
+        for s in targets:
             src = raws[s].source()
             gain = dsp.clip_gain(raws[s].peak, request.clip)
             for block in _iter_source(src):
                 writers[s].write(dsp.apply_clip(block, request.clip, gain))
             src.close()
-        for s in names:
-            writers[s].commit()
+        for s in targets:
+            writers[s].commit(tag)
     except BaseException:
         for w in writers.values():
             w.abort()
         raise
+
+
+def _sidecar_path(targets: dict[str, Path], request: SeparationRequest, track: str) -> Path:
+    """``track.json`` in the track's own folder when the layout gives each track one (the
+    default ``{track}/{stem}.{ext}``), else ``{track}.track.json`` beside the files."""
+    folder = next(iter(targets.values())).parent
+    if request.format != STEMS_FORMAT and "{track}" in str(Path(request.filename).parent):
+        return folder / "track.json"
+    return folder / f"{track}.track.json"
+
+
+def _analyse(analyzer: Callable, track: _Track, raws: dict) -> Any:
+    """One analysis per track, of the separated stems (and the mixture) as the analyzer reads
+    them; silence gives no tags rather than a failed separation."""
+    sources = {"mixture": track.raw, **{s: w.source() for s, w in raws.items()}}
+    try:
+        return analyzer(sources, track.sample_rate)
+    except InvalidAudioError as exc:
+        log.warning("%s: no tempo and key tags (%s)", track.name, exc)
+        return None
+    finally:
+        for s, src in sources.items():
+            if s != "mixture":
+                src.close()
+
+
+def _write_stems_file(target: Path, track: _Track, raws: dict, names: list[str], request: SeparationRequest,
+                      tags) -> None:
+    """The mixture and the slots into one NI Stems file, block by block, interleaved in time."""
+    from .audio.stemsfile import StemsFileWriter
+
+    sources = [raws[s].source() for s in names]
+    gains = [dsp.clip_gain(raws[s].peak, request.clip) for s in names]
+    try:
+        with StemsFileWriter(target, track.sample_rate, track.channels, names=names, codec=request.stems_codec,
+                             overwrite=request.overwrite, tags=tags) as writer:
+            for start in range(0, track.length, BLOCK_FRAMES):
+                stop = min(start + BLOCK_FRAMES, track.length)
+                writer.write([track.raw.read(start, stop)]
+                             + [dsp.apply_clip(src.read(start, stop), request.clip, g) for src, g in zip(sources, gains)])
+    finally:
+        for src in sources:
+            src.close()

@@ -7,7 +7,7 @@ import contextlib
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 import numpy as np
 
@@ -245,8 +245,15 @@ def read_audio(path: str | os.PathLike, *, stream: int = 0) -> tuple[np.ndarray,
 
 
 def stream_names(path: str | os.PathLike) -> list[str]:
-    """Names of the audio streams: titles when every stream has a distinct one, else NI order."""
+    """Names of the audio streams: ``mixture`` and the names of an NI ``stem`` manifest when the
+    file has one for its streams; else the stream titles when every stream has a distinct one;
+    else NI order."""
+    from .mp4box import manifest_stem_names, read_stem_manifest
+
     meta = info(path)
+    from_manifest = manifest_stem_names(read_stem_manifest(path))
+    if from_manifest and len(from_manifest) == len(meta.streams) - 1:
+        return ["mixture"] + from_manifest
     titles = [s.title for s in meta.streams]
     if all(titles) and len(set(titles)) == len(titles) and not all(t.startswith("SoundHandler") for t in titles):
         return [t.lower() for t in titles]
@@ -385,10 +392,18 @@ class AudioWriter:
             raise OutputError(f"{self.path}: cannot write ({_short(exc)})") from exc
         self.frames += block.shape[1]
 
-    def commit(self) -> Path:
+    def commit(self, before_rename: Callable[[Path, str], None] | None = None) -> Path:
+        """Finish the file and rename it onto the target. ``before_rename(temporary path,
+        format)`` runs first, while the file is still under its temporary name (tagging)."""
         if self._done:
             return self.path
         self._file.close()
+        if before_rename is not None:
+            try:
+                before_rename(self.tmp, format_from_path(self.path))
+            except BaseException:
+                self.abort()
+                raise
         _chmod_default(self.tmp)
         self._atomic.close()  # renames the temporary file onto the target
         self._done = True

@@ -28,7 +28,10 @@ def separate(
     shifts: int = typer.Option(0, "--shifts", help="Test-time random shifts (deterministic)."),
     device: str = typer.Option("cpu", "--device", "-d", help="cpu | cuda | mps | auto"),
     batch_size: int = typer.Option(1, "--batch-size", help="Chunks per model call."),
-    format: str = typer.Option("wav", "--format", help="wav | flac | mp3"),
+    format: str = typer.Option("wav", "--format", help="wav | flac | mp3 | stems (one NI Stems file, OUTDIR/{track}.stem.mp4)"),
+    stems_codec: str = typer.Option("aac", "--stems-codec", help="Codec of --format stems: aac (256 kbit/s) | alac."),
+    stems_map: Optional[str] = typer.Option(None, "--stems-map", help="NI slots from other stems, e.g. drums=drums,bass=bass,other=guitar+piano+other,vocals=vocals."),
+    tag: Optional[bool] = typer.Option(None, "--tag/--no-tag", help="BPM and key tags in every file, and track.json (default: on when the analysis extra is installed)."),
     bit_depth: Optional[str] = typer.Option(None, "--bit-depth", help="16 | 24 | 32f (wav), 16 | 24 (flac). Default 24."),
     mp3_bitrate: int = typer.Option(320, "--mp3-bitrate", help="kbit/s for mp3 output."),
     filename: str = typer.Option("{track}/{stem}.{ext}", "--filename", help="Output path template: {track} {stem} {ext} {model}."),
@@ -43,9 +46,10 @@ def separate(
     # Parameters named like the request's fields fill it (a new option: a field there and an
     # option of the same name here); every value is checked now, before a model loads.
     request = SeparationRequest.from_fields(locals())
+    analyzer = _analyzer(tag)
     runner = _load(name, model_file, config, _weights(weights), ensemble_method)
     output_stems(runner, request.two_stems)  # --two-stems the model lacks: once, not once per file
-    failures = _separate_all(inputs, outdir, runner, request)
+    failures = _separate_all(inputs, outdir, runner, request, analyzer)
     if len(inputs) > 1 or failures:
         console.print(f"{len(inputs) - failures} separated, {failures} failed", highlight=False)
     if failures:
@@ -63,7 +67,7 @@ def _weights(text: str | None) -> list[float] | None:
         raise ModelOptionError("weights", f"must be numbers separated by commas, not {text!r}") from None
 
 
-def _separate_all(inputs: list[Path], outdir: Path, runner, request) -> int:
+def _separate_all(inputs: list[Path], outdir: Path, runner, request, analyzer=None) -> int:
     """Separate each input in turn (one failure does not stop the others); returns the failures."""
     from ..errors import UnbakeError
     from ..separate import separate_file
@@ -74,7 +78,7 @@ def _separate_all(inputs: list[Path], outdir: Path, runner, request) -> int:
             task = progress.add_task(_short_name(path), total=1.0)
             try:
                 _warn_if_long(path, runner, request)
-                targets = separate_file(path, outdir, runner, request=request,
+                targets = separate_file(path, outdir, runner, request=request, analyzer=analyzer,
                                         progress=lambda f, t=task: progress.update(t, completed=f))
                 progress.update(task, completed=1.0)
                 folder = sorted({str(p.parent) for p in targets.values()})
@@ -136,6 +140,25 @@ def _load(names, model_file, config, weights, method):
         console.print(f"model: {chosen[0]} (the best model available without a download; "
                       "pick another with -n, see `unbake models`)", highlight=False)
     return runner
+
+
+def _analyzer(tag: Optional[bool]):
+    """The tempo/key analyzer for the tags, or None: on by default when librosa (the analysis
+    extra) and mutagen are installed; an explicit --tag without them says what to install."""
+    import importlib.util
+
+    if tag is False:
+        return None
+    missing = [m for m in ("librosa", "mutagen") if importlib.util.find_spec(m) is None]
+    if missing:
+        if tag:
+            from ..errors import DependencyError
+
+            raise DependencyError(f"--tag needs {' and '.join(missing)}: pip install unbake[analysis]")
+        return None
+    from ..transcribe.timing import track_tags
+
+    return track_tags
 
 
 def _short_name(path: Path) -> str:

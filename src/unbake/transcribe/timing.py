@@ -1,0 +1,160 @@
+"""What a DAW or a DJ program needs to know about a track's time and key, from one analysis:
+tempo, beats, downbeats and key as :class:`~unbake.audio.tags.TrackTags`, which become file tags,
+the ``track.json`` sidecar and the tempo map of transcribed MIDI files.
+
+Cost is bounded for long files: at most :data:`ANALYSIS_EXCERPT_S` seconds from the middle of the
+track are analysed (read block by block, folded to mono and resampled to the analysis rate as they
+stream). Beats inside that excerpt are the tracked ones; outside it, the beat grid continues at
+the measured tempo (the constant grid DJ programs use), and ``track.json`` says which span was
+analysed.
+
+Downbeats: for 4/4 music, the bar phase (which of every four beats is the "one") is the phase
+whose beats carry the most low-frequency onset energy (kick drums fall on the one) plus the most
+harmonic change (chords change on bar lines), both standardised over the beats.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import numpy as np
+
+from ..audio.tags import TrackTags, camelot_key, short_key
+
+ANALYSIS_EXCERPT_S = 240.0
+# shorter audio has too few beats for a tempo and too few frames for the key's constant-Q chroma
+MIN_ANALYSIS_S = 4.0
+BEATS_PER_BAR = 4
+_BLOCK = 65536
+
+
+def excerpt_bounds(length: int, sample_rate: int, excerpt_s: float = ANALYSIS_EXCERPT_S) -> tuple[int, int]:
+    """``(start, stop)`` frames of the analysed excerpt: the whole track when it is short enough,
+    else ``excerpt_s`` from its middle (intros and outros are often beatless)."""
+    n = int(round(excerpt_s * sample_rate))
+    if length <= n:
+        return 0, length
+    start = (length - n) // 2
+    return start, start + n
+
+
+def _mono_at_analysis_rate(source, start: int, stop: int, sample_rate: int) -> np.ndarray:
+    from ..analysis.analyze import ANALYSIS_RATE_HZ
+    from ..audio.dsp import StreamResampler
+
+    rs = StreamResampler(sample_rate, ANALYSIS_RATE_HZ, 1)
+    parts = []
+    for a in range(start, stop, _BLOCK):
+        parts.append(rs.process(source.read(a, min(a + _BLOCK, stop)).mean(axis=0, keepdims=True)))
+    parts.append(rs.flush())
+    return np.concatenate(parts, axis=1)[0]
+
+
+def track_tags(sources: Mapping, sample_rate: int, *, excerpt_s: float = ANALYSIS_EXCERPT_S) -> TrackTags:
+    """The analyzer :func:`unbake.separate.separate_file` calls: ``sources`` maps ``mixture``
+    and each stem to something with ``.read(start, stop) -> (c, n)`` and ``.length``.
+
+    Only three mono signals at the analysis rate are held: the mixture, the drums and the sum
+    of the pitched stems (what :func:`unbake.analysis.analyze_stems` reads the key from).
+    """
+    from ..analysis.analyze import ANALYSIS_RATE_HZ
+
+    length = sources["mixture"].length
+    start, stop = excerpt_bounds(length, sample_rate, excerpt_s)
+    stems = {"mixture": _mono_at_analysis_rate(sources["mixture"], start, stop, sample_rate)}
+    pitched_names = [s for s in sources if s not in ("mixture", "drums")]
+    if "drums" in sources and pitched_names:
+        stems["drums"] = _mono_at_analysis_rate(sources["drums"], start, stop, sample_rate)
+        pitched = None
+        for s in pitched_names:
+            x = _mono_at_analysis_rate(sources[s], start, stop, sample_rate)
+            pitched = x if pitched is None else pitched + x
+        stems["pitched"] = pitched
+    return tags_from_stems(stems, ANALYSIS_RATE_HZ, offset_s=start / sample_rate,
+                           duration_s=length / sample_rate)
+
+
+def tags_from_stems(stems: Mapping[str, np.ndarray], sample_rate: int, *, offset_s: float = 0.0,
+                    duration_s: float | None = None) -> TrackTags:
+    """Tempo, beats, downbeats and key of a song from its stems (``(c, t)`` or mono, one of them
+    may be the ``mixture``), through :func:`unbake.analysis.analyze_stems`. ``offset_s`` is where
+    these arrays start in the track and ``duration_s`` the track's length, when they hold an
+    excerpt; the beat grid then covers the whole track."""
+    from ..analysis import analyze_stems
+    from ..analysis.analyze import PITCH_NAMES, to_mono_analysis_rate
+
+    from ..errors import InvalidAudioError
+
+    frames = max(np.asarray(v).shape[-1] for v in stems.values())
+    if frames < MIN_ANALYSIS_S * sample_rate:
+        raise InvalidAudioError(f"{frames / sample_rate:.1f} s is too short for tempo and key "
+                                f"(at least {MIN_ANALYSIS_S:g} s)")
+    a = analyze_stems(stems, sample_rate)
+    mix = stems["mixture"] if "mixture" in stems else np.sum([np.asarray(v) for v in stems.values()], axis=0)
+    excerpt_s = a.duration_s
+    duration_s = float(duration_s if duration_s is not None else offset_s + excerpt_s)
+    beats = np.asarray(a.beats_s, dtype=np.float64)
+    bpm = float(a.bpm) if np.isfinite(a.bpm) else None
+    downbeats: np.ndarray = np.zeros(0)
+    if bpm is not None and len(beats) >= BEATS_PER_BAR:
+        phase = downbeat_phase(to_mono_analysis_rate(mix, sample_rate), beats)
+        grid, first = extend_grid(beats + offset_s, 60.0 / bpm, offset_s, offset_s + excerpt_s, duration_s)
+        beats = grid
+        downbeats = grid[(first + phase) % BEATS_PER_BAR::BEATS_PER_BAR]
+    else:
+        beats = beats + offset_s
+    key = a.key
+    return TrackTags(
+        bpm=bpm, key=short_key(PITCH_NAMES[key.tonic], key.mode), camelot=camelot_key(key.tonic, key.mode),
+        key_name=key.name, beats_s=tuple(float(b) for b in beats), downbeats_s=tuple(float(b) for b in downbeats),
+        info={"key_confidence": round(float(a.key_confidence), 3),
+              "analysed_span_s": [round(offset_s, 3), round(offset_s + excerpt_s, 3)],
+              "duration_s": round(duration_s, 3)},
+    )
+
+
+def extend_grid(beats_s: np.ndarray, period_s: float, span_start_s: float, span_stop_s: float,
+                duration_s: float) -> tuple[np.ndarray, int]:
+    """Tracked beats inside the analysed span, continued at ``period_s`` to cover
+    ``[0, duration_s)``. Returns ``(beats, index in them of the first given beat)``, which is
+    negative when edge beats were dropped."""
+    beats_s = np.asarray(beats_s, dtype=np.float64)
+    given = len(beats_s)
+    # the tracker's first and last beats in an excerpt lean on half a window of context: where
+    # the grid continues past them, drop edge beats that are off the measured period
+    while span_start_s > 0 and len(beats_s) > 2 and abs(beats_s[1] - beats_s[0] - period_s) > 0.1 * period_s:
+        beats_s = beats_s[1:]
+    front = given - len(beats_s)
+    while (span_stop_s < duration_s - 1e-6 and len(beats_s) > 2
+           and abs(beats_s[-1] - beats_s[-2] - period_s) > 0.1 * period_s):
+        beats_s = beats_s[:-1]
+    before = np.arange(beats_s[0] - period_s, -1e-9, -period_s)[::-1] if span_start_s > 0 else np.zeros(0)
+    after = (np.arange(beats_s[-1] + period_s, duration_s, period_s)
+             if span_stop_s < duration_s - 1e-6 else np.zeros(0))
+    return np.concatenate([before, beats_s, after]), len(before) - front
+
+
+def downbeat_phase(mono: np.ndarray, beats_s: np.ndarray, beats_per_bar: int = BEATS_PER_BAR) -> int:
+    """Which of the beats (0..beats_per_bar-1, counted from the first) fall on the bar line, for
+    mono audio at the analysis rate; see the module docstring for the rule."""
+    from ..analysis.analyze import ANALYSIS_RATE_HZ, CHROMA_HOP, ONSET_HOP, librosa_module
+
+    librosa = librosa_module()
+    sr = ANALYSIS_RATE_HZ
+    y = np.asarray(mono, np.float32)
+    low = librosa.onset.onset_strength(y=y, sr=sr, hop_length=ONSET_HOP, n_mels=16, fmax=180.0)
+    beat_frames = np.round(np.asarray(beats_s) * sr / ONSET_HOP).astype(int)
+    kick = np.array([low[max(f - 2, 0):f + 3].max() if f < len(low) else 0.0 for f in beat_frames])
+    chroma = librosa.feature.chroma_cqt(y=y, sr=sr, hop_length=CHROMA_HOP)
+    edges = np.clip(np.round(np.asarray(beats_s) * sr / CHROMA_HOP).astype(int), 0, chroma.shape[1])
+    per_beat = librosa.util.sync(chroma, edges, aggregate=np.mean)[:, 1:len(beats_s) + 1]
+    change = np.zeros(len(beats_s))
+    if per_beat.shape[1] == len(beats_s):
+        change[1:] = np.linalg.norm(np.diff(per_beat, axis=1), axis=0)
+
+    def z(x: np.ndarray) -> np.ndarray:
+        s = x.std()
+        return (x - x.mean()) / s if s > 1e-12 else np.zeros_like(x)
+
+    score = z(kick) + z(change)
+    return int(np.argmax([score[p::beats_per_bar].mean() for p in range(beats_per_bar)]))
