@@ -8,7 +8,7 @@ A job folder holds::
     original.flac     stream 0 of the input, decoded (what the A/B switch plays)
     stems/{stem}.flac the separated stems, plus stems/unbake.json (the StemSet layout)
     analysis.json     peaks, loudness and the quality report
-    loudness.npz      K-weighted energies per 100 ms (the A/B loudness match, see meters.py)
+    stems-loudness.npz  K-weighted energies of the original and the stems per 100 ms (A/B match)
     cache/            spectrograms and stems converted for download
     renders/          mixes exported from the mixer
 """
@@ -65,7 +65,7 @@ class JobFiles:
 
     @property
     def loudness(self) -> Path:
-        return self.root / "loudness.npz"
+        return self.root / "stems-loudness.npz"
 
     @property
     def cache(self) -> Path:
