@@ -685,3 +685,22 @@ def test_studio_pipeline_memory_is_flat_in_track_length(tmp_path):
     assert res.returncode == 0, res.stderr[-2000:]
     peak_mib = float(res.stdout.split("peak RSS")[1].split()[0])
     assert peak_mib < 1500, res.stdout
+
+
+def test_studio_command_max_duration(monkeypatch, tmp_path):
+    from typer.testing import CliRunner
+
+    from unbake.cli import app
+    from unbake.studio import server
+
+    calls = []
+    monkeypatch.setattr(server, "serve", lambda **kw: calls.append(kw))
+    runner = CliRunner()
+    res = runner.invoke(app, ["studio", "--no-browser", "--data-dir", str(tmp_path)])
+    assert res.exit_code == 0 and calls[-1]["max_duration_min"] == 30.0
+    res = runner.invoke(app, ["studio", "--no-browser", "--data-dir", str(tmp_path), "--max-duration", "90"])
+    assert res.exit_code == 0 and calls[-1]["max_duration_min"] == 90.0
+    for bad in ("0", "-5", "inf"):
+        res = runner.invoke(app, ["studio", "--max-duration", bad])
+        assert res.exit_code == 1 and "--max-duration" in res.output, bad
+    assert len(calls) == 2
