@@ -142,10 +142,10 @@ class LoudnessGram:
             inner = edges[(edges > s) & (edges < e)]
             local = np.concatenate([[0], inner - s]).astype(np.int64)
             segs = int(np.searchsorted(edges, s, "right")) - 1 + np.arange(len(local))
-            for c in range(weighted.shape[1]):
-                x = weighted[:, c, :]
-                sums = np.add.reduceat(x[:, None, :] * x[None, :, :], local, axis=-1)
-                self.gram[segs, c] += np.moveaxis(sums, -1, 0)
+            bounds = np.append(local, n)
+            for seg, a, b in zip(segs, bounds[:-1], bounds[1:]):
+                x = weighted[:, :, a:b].transpose(1, 0, 2)  # (c, k, m)
+                self.gram[seg] += x @ x.transpose(0, 2, 1)
         self.pos += n
 
     def lufs(self, weights: np.ndarray, sources: Sequence[int] | None = None) -> float | None:

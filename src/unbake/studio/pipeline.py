@@ -33,7 +33,7 @@ STEM_FORMAT = "flac"
 SEPARATION_SHARE = 0.85  # of the progress bar; the rest is analysis
 ANALYSIS_START = 0.9
 STEM_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
-ANALYSIS_VERSION = 1
+ANALYSIS_VERSION = 2
 
 
 class JobFiles:
