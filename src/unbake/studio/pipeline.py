@@ -85,14 +85,14 @@ def run_separation(job: Job, files: JobFiles, report: Reporter) -> dict[str, Any
     Returns the job fields to store (stems, sample rate, channels, duration).
     """
     from ..audio import info
-    from ..separate import resolve_model, separate_file
+    from ..separate import output_stems, resolve_model, separate_file
     from ..stems import PROVENANCE_FILE, write_json_atomic
 
     report(0.0, "loading model")
     model = resolve_model(job.model)
     report.check()
     meta = info(files.input)
-    check_free_disk(files.root, meta.duration_s, meta.sample_rate, meta.channels, len(model.sources))
+    check_free_disk(files.root, meta.duration_s, meta.sample_rate, meta.channels, len(output_stems(model, None)))
     report(0.0, "separating")
     targets = separate_file(
         files.input, files.stems_dir, model, format=STEM_FORMAT, filename="{stem}.{ext}", overwrite=True,
