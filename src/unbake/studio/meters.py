@@ -204,10 +204,12 @@ def ab_match(gram: np.ndarray, plan, sample_rate: int, stems: Sequence[str],
     mix_lufs = lufs_from_gram(gram, plan, sample_rate, weights, sources)
     original_lufs = lufs_from_gram(gram, plan, sample_rate, original, sources)
     gain_db = mix_lufs - original_lufs if mix_lufs is not None and original_lufs is not None else None
-    return {"mix_lufs": _round(mix_lufs), "original_lufs": _round(original_lufs), "gain_db": _round(gain_db)}
+    return {"mix_lufs": round_or_none(mix_lufs), "original_lufs": round_or_none(original_lufs),
+            "gain_db": round_or_none(gain_db)}
 
 
-def _round(x: float | None, digits: int = 2) -> float | None:
+def round_or_none(x: float | None, digits: int = 2) -> float | None:
+    """A figure for JSON: rounded, or None when undefined or infinite."""
     return None if x is None or not math.isfinite(x) else round(float(x), digits)
 
 

@@ -165,7 +165,7 @@ def analyse(files: JobFiles, names: list[str], report: Reporter | None = None) -
     is saved beside it."""
     from ..audio import info
     from ..audio.dsp import convert_channels
-    from .meters import CheckStats, LoudnessGram, PeakMeter, lockstep_blocks
+    from .meters import CheckStats, LoudnessGram, PeakMeter, lockstep_blocks, round_or_none
 
     stem_paths = [files.stem(n) for n in names]
     frames = min(file_frames(p) for p in [files.original, *stem_paths])
@@ -192,7 +192,7 @@ def analyse(files: JobFiles, names: list[str], report: Reporter | None = None) -
     for i, name in enumerate(["original", *names]):
         weights = np.zeros((channels, len(names) + 1))
         weights[:, i] = 1.0
-        loudness[name] = _round(gram.lufs(weights))
+        loudness[name] = round_or_none(gram.lufs(weights))
     return {
         "version": ANALYSIS_VERSION,
         "sample_rate": sample_rate,
@@ -216,10 +216,6 @@ def file_frames(path: Path) -> int:
         return frames
     _, _, blocks = iter_blocks(path)
     return sum(b.shape[1] for b in blocks)
-
-
-def _round(x: float | None, digits: int = 2) -> float | None:
-    return None if x is None or not math.isfinite(x) else round(float(x), digits)
 
 
 def rms_db(energy: float, samples: int) -> float | None:
