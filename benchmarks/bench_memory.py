@@ -1,15 +1,20 @@
-"""Peak memory (RSS) of `unbake separate` for 1-, 10- and 60-minute inputs, generated on the fly.
+"""Peak memory (RSS) of `unbake separate`, and of a whole studio job, for 1-, 10- and 60-minute
+inputs generated on the fly.
 
-Usage: python benchmarks/bench_memory.py [--minutes 1 10 60] [-n MODEL] [--keep]
+Usage: python benchmarks/bench_memory.py [--minutes 1 10 60] [-n MODEL] [--studio] [--quiet-input]
 
 Each run is a separate process so its peak RSS (VmHWM / ru_maxrss) is its own. The input is a
-stereo 16-bit WAV written block by block (a chord, noise bursts and a panned melody), so
-generating it needs no memory either.
+stereo 16-bit file written block by block (a chord, noise bursts and a panned melody), so
+generating it needs no memory either. ``--studio`` runs what a studio job does instead of the
+command line: separation into a job folder, the original as FLAC, the streamed analysis (peaks,
+loudness, the check report) and a spectrogram picture. ``--quiet-input`` writes a quiet FLAC
+(two soft tones, no noise: small on disk, like the 20-minute file of issue 17).
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import subprocess
 import sys
 import tempfile
@@ -19,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 
-def make_input(path: Path, minutes: float, sr: int = 44100) -> None:
+def make_input(path: Path, minutes: float, sr: int = 44100, *, quiet: bool = False) -> None:
     from unbake.audio import AudioWriter
 
     total = int(minutes * 60 * sr)
@@ -29,41 +34,75 @@ def make_input(path: Path, minutes: float, sr: int = 44100) -> None:
         for start in range(0, total, block):
             n = min(block, total - start)
             t = (start + np.arange(n)) / sr
+            if quiet:
+                tone = 0.01 * np.sin(2 * np.pi * 220 * t)
+                w.write(np.stack([tone, tone + 0.005 * np.sin(2 * np.pi * 330 * t)]).astype(np.float32))
+                continue
             centre = 0.2 * np.sin(2 * np.pi * 220 * t) * (0.5 + 0.5 * np.sin(2 * np.pi * 0.5 * t))
             left = 0.1 * np.sin(2 * np.pi * 330 * t) + 0.02 * rng.standard_normal(n)
             right = 0.1 * np.sin(2 * np.pi * 392 * t) + 0.02 * rng.standard_normal(n)
             w.write(np.stack([centre + left, centre + right]).astype(np.float32))
 
 
-def run(path: Path, out: Path, model: str) -> tuple[float, float]:
-    """Wall time and this child's own peak RSS (MiB), read with wait4."""
-    import os
+def studio_job(path: Path, folder: Path, model: str) -> None:
+    """What a studio worker does with an upload (run in the measured child process)."""
+    import shutil
 
+    from unbake.studio.jobs import Job
+    from unbake.studio.pipeline import JobFiles, run_separation, spectrogram_png
+
+    class Report:
+        def __call__(self, fraction, stage=None):
+            pass
+
+        def check(self):
+            pass
+
+    files = JobFiles(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(path, files.input)
+    result = run_separation(Job(id="bench", name=path.name, model=model, status="running"), files, Report())
+    spectrogram_png(files.original, files.cache / "spectrogram-original.png")
+    print(f"stems {result['stems']}, {result['duration_s']:.0f} s", file=sys.stderr)
+
+
+def run(path: Path, out: Path, model: str, studio: bool) -> tuple[float, float]:
+    """Wall time and this child's own peak RSS (MiB), read with wait4."""
+    if studio:
+        cmd = [sys.executable, __file__, "--child-studio", str(path), str(out), model]
+    else:
+        cmd = [sys.executable, "-m", "unbake", "separate", str(path), "-o", str(out), "-n", model, "--overwrite"]
     t0 = time.perf_counter()
-    proc = subprocess.Popen([sys.executable, "-m", "unbake", "separate", str(path), "-o", str(out), "-n", model,
-                             "--overwrite"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     _, status, usage = os.wait4(proc.pid, 0)
     proc.returncode = os.waitstatus_to_exitcode(status)
     wall = time.perf_counter() - t0
     if proc.returncode != 0:
-        raise SystemExit(f"unbake separate failed on {path} (exit {proc.returncode})")
+        raise SystemExit(f"{'the studio job' if studio else 'unbake separate'} failed on {path} "
+                         f"(exit {proc.returncode}): {proc.stderr.read().decode()[-2000:]}")
     return wall, usage.ru_maxrss / 1024
 
 
 def main() -> None:
+    if len(sys.argv) == 5 and sys.argv[1] == "--child-studio":
+        studio_job(Path(sys.argv[2]), Path(sys.argv[3]), sys.argv[4])
+        return
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--minutes", type=float, nargs="+", default=[1, 10, 60])
     ap.add_argument("-n", "--model", default="center")
+    ap.add_argument("--studio", action="store_true", help="measure a whole studio job instead of `unbake separate`")
+    ap.add_argument("--quiet-input", action="store_true", help="a quiet FLAC input (small on disk)")
     args = ap.parse_args()
     rows = []
+    what = "studio job" if args.studio else "unbake separate"
     with tempfile.TemporaryDirectory(prefix="unbake-bench-") as tmp:
         for minutes in args.minutes:
-            src = Path(tmp) / f"input_{minutes:g}min.wav"
-            make_input(src, minutes)
-            wall, peak = run(src, Path(tmp) / "out", args.model)
+            src = Path(tmp) / f"input_{minutes:g}min.{'flac' if args.quiet_input else 'wav'}"
+            make_input(src, minutes, quiet=args.quiet_input)
+            wall, peak = run(src, Path(tmp) / f"out_{minutes:g}", args.model, args.studio)
             rows.append((minutes, wall, peak))
-            print(f"{minutes:>5g} min  wall {wall:7.1f} s  ({minutes * 60 / wall:6.1f}x real time)  peak RSS {peak:7.1f} MiB",
-                  flush=True)
+            print(f"{what}: {minutes:>5g} min  wall {wall:7.1f} s  ({minutes * 60 / wall:6.1f}x real time)  "
+                  f"peak RSS {peak:7.1f} MiB", flush=True)
             src.unlink()
     base = rows[0][2]
     for minutes, _, peak in rows[1:]:

@@ -496,3 +496,211 @@ def test_failed_separation_names_the_song(tmp_path, wav_file):
         assert job["error"].startswith("cut.wav: truncated"), job["error"]
         assert str(data) not in job["error"]
         assert client.get(f"/api/jobs/{job['id']}/stems/vocals/audio").status_code == 409
+
+
+# ---------------------------------------------------------------------- streamed analysis, limits
+
+
+def test_streamed_analysis_matches_the_in_memory_figures(studio, song_job):
+    """Peaks, loudness and the check report, computed block by block, equal what the library
+    computes on whole arrays (pyloudnorm, `unbake check`)."""
+    from unbake.audio import read_audio
+    from unbake.metrics.report import check_report
+    from unbake.remix.master import integrated_lufs
+
+    client, data = studio
+    job, _ = song_job
+    folder = data / "jobs" / job["id"]
+    a = client.get(f"/api/jobs/{job['id']}/analysis").json()
+    original, sr = read_audio(folder / "input")
+    arrays = {"original": original, **{s: read_audio(folder / "stems" / f"{s}.flac")[0] for s in job["stems"]}}
+    for name, audio in arrays.items():
+        assert a["loudness_lufs"][name] == pytest.approx(integrated_lufs(audio, sr), abs=0.006), name
+        n = audio.shape[1]
+        edges = np.linspace(0, n, 1201).astype(int)
+        expected = [float(np.abs(audio[:, lo:max(hi, lo + 1)]).max()) for lo, hi in zip(edges[:-1], edges[1:])]
+        np.testing.assert_allclose(a["peaks"][name], expected, atol=1e-4)
+    expected = check_report(folder / "stems", folder / "input")
+    got = a["quality"]["report"]
+    assert got.keys() == expected.keys() - {"stems_dir", "mixture"}  # no server paths in the page
+
+    def same(x, y, where):
+        if isinstance(x, dict):
+            assert x.keys() == y.keys(), where
+            for k in x:
+                same(x[k], y[k], f"{where}.{k}")
+        elif isinstance(x, list):
+            assert len(x) == len(y), where
+            for i, (p, q) in enumerate(zip(x, y)):
+                same(p, q, f"{where}[{i}]")
+        elif isinstance(x, float) and isinstance(y, float):
+            assert x == pytest.approx(y, rel=1e-6, abs=1e-9), where
+        else:
+            assert x == y, where
+
+    same({k: expected[k] for k in got}, got, "report")
+
+
+def test_ab_match_is_the_lufs_of_the_mix(studio, song_job):
+    """The A/B gain is the loudness (pyloudnorm, as `unbake remix`) of the mix as set, minus the original's."""
+    from unbake.audio import read_audio
+    from unbake.remix import Remix
+    from unbake.remix.master import integrated_lufs
+    from unbake.stems import StemSet
+
+    client, data = studio
+    job, _ = song_job
+    folder = data / "jobs" / job["id"]
+    stems = StemSet.load(folder / "stems")
+    original, sr = read_audio(folder / "input")
+    cases = [({"tracks": {"vocals": {"mute": True}}}, Remix(stems).mute("vocals")),
+             ({"tracks": {"vocals": {"gain_db": -6.0, "pan": -0.5}, "accompaniment": {"gain_db": 2.0, "pan": 0.3}}},
+              Remix(stems).gain("vocals", -6.0).pan("vocals", -0.5).gain("accompaniment", 2.0).pan("accompaniment", 0.3)),
+             ({"tracks": {"vocals": {"solo": True}}}, Remix(stems).solo("vocals"))]
+    for settings, remix in cases:
+        res = client.post(f"/api/jobs/{job['id']}/ab-match", json={"settings": settings})
+        assert res.status_code == 200, res.text
+        got = res.json()
+        mix_lufs = integrated_lufs(remix.render(), sr)
+        assert got["mix_lufs"] == pytest.approx(mix_lufs, abs=0.006), settings
+        assert got["original_lufs"] == pytest.approx(integrated_lufs(original, sr), abs=0.006)
+        assert got["gain_db"] == pytest.approx(mix_lufs - integrated_lufs(original, sr), abs=0.011)
+    res = client.post(f"/api/jobs/{job['id']}/ab-match", json={"settings": {"tracks": {"vocals": {"gain_db": 99}}}})
+    assert res.status_code == 400 and res.json()["detail"].startswith("tracks.vocals.gain_db")
+
+
+def test_neutral_settings_render_the_sum_of_the_stems(studio, song_job, tmp_path):
+    """The one place the mixer's starting values come from; rendering them changes nothing."""
+    from unbake.audio import read_audio
+    from unbake.remix import Remix
+    from unbake.stems import StemSet
+
+    client, data = studio
+    job, _ = song_job
+    neutral = client.get("/api/mix/neutral").json()
+    assert neutral["track"]["gain_db"] == 0 and neutral["track"]["mute"] is False
+    assert neutral["master"]["loudness_lufs"] is None
+    settings = {"tracks": {s: neutral["track"] for s in job["stems"]}, "master": neutral["master"]}
+    res = client.post(f"/api/jobs/{job['id']}/render", json={"settings": settings, "format": "wav"})
+    assert res.status_code == 200, res.text
+    (tmp_path / "neutral.wav").write_bytes(client.get(res.json()["url"]).content)
+    audio, _ = read_audio(tmp_path / "neutral.wav")
+    expected = Remix(StemSet.load(data / "jobs" / job["id"] / "stems")).render()
+    np.testing.assert_allclose(audio, np.clip(expected, -1.0, 1.0), atol=2e-6)  # a 24-bit file holds +-1
+
+
+def test_default_model_is_the_cli_default(studio):
+    from unbake.separate import default_model
+
+    client, _ = studio
+    assert client.get("/api/config").json()["default_model"] == default_model()
+    marked = [m["name"] for m in client.get("/api/models").json() if m["default"]]
+    assert marked == [default_model()]
+
+
+def test_json_bodies_are_capped(studio, song_job):
+    client, _ = studio
+    job, _ = song_job
+    url = f"/api/jobs/{job['id']}/render"
+    huge = json.dumps({"settings": {"tracks": {}, "pad": "x" * (2 * 1024 * 1024)}}).encode()
+    res = client.post(url, content=huge, headers={"Content-Type": "application/json"})
+    assert res.status_code == 413 and "larger than 1 MiB" in res.json()["detail"]
+    # without a Content-Length (chunked), the cap holds while the body arrives
+    res = client.post(url, content=(huge[i:i + 65536] for i in range(0, len(huge), 65536)),
+                      headers={"Content-Type": "application/json"})
+    assert res.status_code == 413
+    res = client.post(f"/api/jobs/{job['id']}/project/load", content=b"tracks: {}\n" + b"#" * (2 * 1024 * 1024))
+    assert res.status_code == 413
+    # a body under the cap still works, so the refusals are the cap's
+    assert client.post(url, json={"settings": {}, "format": "flac"}).status_code == 200
+
+
+def test_stems_zip_does_not_follow_a_planted_symlink(tmp_path, wav_file):
+    data = tmp_path / "data"
+    with client_for(data) as client:
+        job = upload(client, wav_file.read_bytes(), name="song.wav").json()
+        assert wait_for(client, job["id"], {"done", "failed"})["status"] == "done"
+        stems = data / "jobs" / job["id"] / "stems"
+        (stems / "vocals.flac").unlink()
+        (stems / "vocals.flac").symlink_to(data / "studio.sqlite3")  # inside the data folder
+        for url in [f"/api/jobs/{job['id']}/stems.zip", f"/api/jobs/{job['id']}/stems.zip?format=wav",
+                    f"/api/jobs/{job['id']}/stems/vocals/audio", f"/api/jobs/{job['id']}/stems/vocals/download"]:
+            res = client.get(url)
+            assert res.status_code == 404, (url, res.status_code)
+            assert b"SQLite format 3" not in res.content
+        # a linked folder is refused the same way
+        (stems / "vocals.flac").unlink()
+        cache = data / "jobs" / job["id"] / "cache"
+        cache.mkdir(exist_ok=True)
+        elsewhere = data / "jobs" / "elsewhere"
+        elsewhere.mkdir()
+        (elsewhere / "stems-flac.zip").write_bytes(b"SQLite format 3 pretending")
+        cache.rmdir()
+        cache.symlink_to(elsewhere, target_is_directory=True)
+        res = client.get(f"/api/jobs/{job['id']}/stems.zip")
+        assert res.status_code == 404 and b"SQLite" not in res.content
+        assert not list(data.rglob("*.part*"))
+
+
+def test_max_duration_is_checked_before_any_work(tmp_path, wav_file):
+    data = tmp_path / "data"
+    with client_for(data, max_duration_s=1.0) as client:  # wav_file holds 2 s
+        res = upload(client, wav_file.read_bytes(), name="long.wav")
+        assert res.status_code == 413, res.text
+        detail = res.json()["detail"]
+        assert detail.startswith("the song is 0:02 long; this studio takes songs up to 0:01") and "--max-duration" in detail
+        assert client.get("/api/jobs").json() == []
+        assert list((data / "jobs").iterdir()) == [] and list((data / "incoming").iterdir()) == []
+    with client_for(data, max_duration_s=2.5) as client:
+        assert upload(client, wav_file.read_bytes(), name="short.wav").status_code == 201
+
+
+def test_a_full_disk_fails_the_job_before_it_writes_audio(tmp_path, wav_file, monkeypatch):
+    import shutil
+    from collections import namedtuple
+
+    usage = namedtuple("usage", "total used free")
+    monkeypatch.setattr(shutil, "disk_usage", lambda path: usage(10**9, 10**9 - 1000, 1000))
+    data = tmp_path / "data"
+    with client_for(data) as client:
+        job = upload(client, wav_file.read_bytes(), name="song.wav").json()
+        job = wait_for(client, job["id"], {"done", "failed"})
+        assert job["status"] == "failed"
+        assert job["error"].startswith("not enough free disk space: this song needs about"), job["error"]
+        assert not (data / "jobs" / job["id"] / "stems").exists()
+
+
+@pytest.mark.slow
+def test_studio_pipeline_memory_is_flat_in_track_length(tmp_path):
+    """The whole job (separation, original, streamed analysis, a spectrogram) on 20 minutes of
+    quiet FLAC, in a subprocess: its peak RSS stays far below the ~11 GB the whole-array
+    analysis needed (0.57 GB per minute)."""
+    import os
+    import subprocess
+
+    bench = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_memory.py"
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1] / "src")}
+    res = subprocess.run([sys.executable, str(bench), "--studio", "--minutes", "20", "--quiet-input"],
+                         capture_output=True, text=True, env=env, cwd=tmp_path)
+    assert res.returncode == 0, res.stderr[-2000:]
+    peak_mib = float(res.stdout.split("peak RSS")[1].split()[0])
+    assert peak_mib < 1500, res.stdout
+
+
+def test_studio_command_max_duration(monkeypatch, tmp_path):
+    from typer.testing import CliRunner
+
+    from unbake.cli import app
+    from unbake.studio import server
+
+    calls = []
+    monkeypatch.setattr(server, "serve", lambda **kw: calls.append(kw))
+    runner = CliRunner()
+    res = runner.invoke(app, ["studio", "--no-browser", "--data-dir", str(tmp_path)])
+    assert res.exit_code == 0 and calls[-1]["max_duration_min"] == 30.0
+    res = runner.invoke(app, ["studio", "--no-browser", "--data-dir", str(tmp_path), "--max-duration", "90"])
+    assert res.exit_code == 0 and calls[-1]["max_duration_min"] == 90.0
+    for bad in ("0", "-5", "inf"):
+        res = runner.invoke(app, ["studio", "--max-duration", bad])
+        assert res.exit_code == 1 and "--max-duration" in res.output, bad
+    assert len(calls) == 2

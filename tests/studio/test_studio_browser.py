@@ -1,6 +1,6 @@
 """End to end in a real browser: Debian's Chromium, headless, driven by Playwright, against the
 studio served by uvicorn on a free loopback port. A new user's path: pick a song, separate it with
-the ``center`` model, mute a stem, compare A/B, look at a spectrogram, export, and check the
+the ``center`` model (the default model preselected), mute a stem, compare A/B, look at a spectrogram, export, and check the
 downloaded file against the server-side render of the same settings.
 
 Screenshots go to ``results/studio/`` in the repository root.
@@ -94,6 +94,10 @@ def test_separate_mix_export_in_browser(studio_url, page, tmp_path, example_song
     page.wait_for_selector("body[data-ready='1']")
     assert page.locator("#model-select option[value='center']").count() == 1
     assert "built in" in page.locator("#model-select option[value='center']").inner_text()
+    # the model preselected is the one `unbake separate` uses when none is named
+    from unbake.separate import default_model
+
+    assert page.input_value("#model-select") == default_model()
     _shot(page, "01-start.png")
 
     # a text file dressed up as an mp3, dropped on the drop zone, is refused with the reason
@@ -119,6 +123,12 @@ def test_separate_mix_export_in_browser(studio_url, page, tmp_path, example_song
     assert rows.count() == 3  # the original plus two stems
     assert page.locator("#tracks .track[data-stem='vocals'] canvas.wave").is_visible()
     assert page.locator("#q-snr, #quality .hint").count() >= 1
+    # the full report is tables of rounded figures, not raw JSON
+    page.click("#quality details.full-report summary")
+    assert page.locator("#quality details.full-report table.report").count() >= 3
+    assert page.locator("#quality pre").count() == 0
+    cells = page.locator("#quality details.full-report td").all_inner_texts()
+    assert cells and all(len(c) <= 12 for c in cells), cells
     _shot(page, "02-mixer.png")
 
     # mute vocals, compare with the original and back, play a little
@@ -127,6 +137,7 @@ def test_separate_mix_export_in_browser(studio_url, page, tmp_path, example_song
     page.click("#ab-orig")
     assert page.get_attribute("#ab-orig", "aria-pressed") == "true"
     assert "match the mix" in page.inner_text("#ab-info")
+    assert "LUFS" in page.inner_text("#ab-info")  # the server's loudness figures, not RMS
     page.click("#ab-mix")
     # drag across a waveform: a loop region from about 1 s to 3 s, then play inside it
     lane = page.locator("#tracks .track[data-stem='original'] .lane").bounding_box()

@@ -18,6 +18,7 @@ def studio(
     data_dir: Optional[Path] = typer.Option(None, "--data-dir", help="Where uploads, stems and the job database live (default: the user data folder)."),
     no_browser: bool = typer.Option(False, "--no-browser", help="Do not open a browser."),
     max_upload_mb: float = typer.Option(1024, "--max-upload-mb", help="Refuse uploads larger than this (MiB)."),
+    max_duration: float = typer.Option(30.0, "--max-duration", help="Refuse songs longer than this (minutes), read from the file's header before any work."),
     workers: int = typer.Option(1, "--workers", help="Separations that run at the same time."),
 ) -> None:
     """Open the studio in your browser: separate a song, mix the stems, compare with the original, export."""
@@ -30,11 +31,13 @@ def studio(
         raise UnbakeError("--workers must be at least 1")
     if max_upload_mb <= 0:
         raise UnbakeError("--max-upload-mb must be positive")
+    if not 0 < max_duration < float("inf"):
+        raise UnbakeError("--max-duration must be a positive number of minutes")
     if not is_loopback(host):
         console.print(f"[bold yellow]warning:[/] listening on {_escape(host)}: anyone who can reach this machine "
                       "can upload files and read your separations (there is no login)", highlight=False)
     folder = data_dir or default_data_dir()
     console.print(f"data folder: {_escape(str(folder))}", highlight=False)
     serve(host=host, port=port, data_dir=folder, open_browser=not no_browser, max_upload_mb=max_upload_mb,
-          workers=workers,
+          max_duration_min=max_duration, workers=workers,
           on_ready=lambda url: console.print(f"unbake studio at [bold]{url}[/] (Ctrl-C stops it)", highlight=False))

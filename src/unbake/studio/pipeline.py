@@ -8,6 +8,7 @@ A job folder holds::
     original.flac     stream 0 of the input, decoded (what the A/B switch plays)
     stems/{stem}.flac the separated stems, plus stems/unbake.json (the StemSet layout)
     analysis.json     peaks, loudness and the quality report
+    stems-loudness.npz  K-weighted energies of the original and the stems per 100 ms (A/B match)
     cache/            spectrograms and stems converted for download
     renders/          mixes exported from the mixer
 """
@@ -29,10 +30,10 @@ from .jobs import Job, Reporter
 log = logging.getLogger(__name__)
 
 STEM_FORMAT = "flac"
-PEAK_BUCKETS = 1200
 SEPARATION_SHARE = 0.85  # of the progress bar; the rest is analysis
+ANALYSIS_START = 0.9
 STEM_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
-ANALYSIS_VERSION = 1
+ANALYSIS_VERSION = 2
 
 
 class JobFiles:
@@ -63,6 +64,10 @@ class JobFiles:
         return self.root / "analysis.json"
 
     @property
+    def loudness(self) -> Path:
+        return self.root / "stems-loudness.npz"
+
+    @property
     def cache(self) -> Path:
         return self.root / "cache"
 
@@ -80,13 +85,14 @@ def run_separation(job: Job, files: JobFiles, report: Reporter) -> dict[str, Any
     Returns the job fields to store (stems, sample rate, channels, duration).
     """
     from ..audio import info
-    from ..separate import resolve_model, separate_file
+    from ..separate import output_stems, resolve_model, separate_file
     from ..stems import PROVENANCE_FILE, write_json_atomic
 
     report(0.0, "loading model")
     model = resolve_model(job.model)
     report.check()
     meta = info(files.input)
+    check_free_disk(files.root, meta.duration_s, meta.sample_rate, meta.channels, len(output_stems(model, None)))
     report(0.0, "separating")
     targets = separate_file(
         files.input, files.stems_dir, model, format=STEM_FORMAT, filename="{stem}.{ext}", overwrite=True,
@@ -102,8 +108,8 @@ def run_separation(job: Job, files: JobFiles, report: Reporter) -> dict[str, Any
         "files": {n: p.name for n, p in targets.items()}, "provenance": provenance,
     })
     report(SEPARATION_SHARE, "analysing")
-    write_original(files.input, files.original)
-    report(SEPARATION_SHARE + 0.05, "analysing")
+    transcode(files.input, files.original)
+    report(ANALYSIS_START, "analysing")
     analysis = analyse(files, names, report)
     write_json_atomic(files.analysis, analysis)
     report(1.0, "done")
@@ -111,96 +117,130 @@ def run_separation(job: Job, files: JobFiles, report: Reporter) -> dict[str, Any
             "duration_s": analysis["duration_s"]}
 
 
-def write_original(src: Path, dst: Path) -> None:
-    """Decode stream 0 of ``src`` to ``dst`` block by block (the A/B reference and check input)."""
+def disk_needed_bytes(duration_s: float, sample_rate: int, channels: int, n_stems: int) -> tuple[int, int]:
+    """About how many bytes a job writes: ``(temporary, kept)``. The separation keeps the decoded
+    input and every stem as float32 in a temporary folder; the job folder keeps the original and
+    the stems as FLAC (at most 24-bit PCM size; silence compresses far better)."""
+    frames = max(float(duration_s), 0.0) * max(sample_rate, 44100) * max(channels, 2)
+    return int(frames * 4 * (n_stems + 1)), int(frames * 3 * (n_stems + 1))
+
+
+def check_free_disk(folder: Path, duration_s: float, sample_rate: int, channels: int, n_stems: int) -> None:
+    """Refuse a job, before it writes decoded audio, when the disk cannot hold what it will write."""
+    import shutil
+    import tempfile
+
+    if not math.isfinite(duration_s):
+        return
+    temporary, kept = disk_needed_bytes(duration_s, sample_rate, channels, n_stems)
+    tmp_dir = Path(tempfile.gettempdir())
+    needs = {folder: kept}
+    same_disk = tmp_dir.exists() and tmp_dir.stat().st_dev == folder.stat().st_dev
+    needs[folder if same_disk else tmp_dir] = needs.get(folder if same_disk else tmp_dir, 0) + temporary
+    for where, need in needs.items():
+        free = shutil.disk_usage(where).free
+        if need > free:
+            place = "the data folder" if where == folder else f"the temporary folder {where}"
+            raise OutputError(f"not enough free disk space: this song needs about {_gib(need)} in {place}, "
+                              f"{_gib(free)} is free")
+
+
+def _gib(n: int) -> str:
+    return f"{n / 2**30:.1f} GiB"
+
+
+def transcode(src: Path, dst: Path) -> None:
+    """Decode stream 0 of ``src`` into ``dst`` (format from its suffix) block by block."""
     from ..audio.io import AudioWriter, iter_blocks
 
     sr, ch, blocks = iter_blocks(src)
-    writer = AudioWriter(dst, sr, ch, overwrite=True)
-    try:
+    with AudioWriter(dst, sr, ch, overwrite=True) as writer:
         for block in blocks:
             writer.write(block)
-        writer.commit()
-    except BaseException:
-        writer.abort()
-        raise
 
 
 def analyse(files: JobFiles, names: list[str], report: Reporter | None = None) -> dict[str, Any]:
-    """Peaks, loudness and the quality report of a finished separation (JSON-ready)."""
-    from ..audio import read_audio
-    from ..stems import StemSet
+    """Peaks, loudness and the quality report of a finished separation (JSON-ready), in one
+    pass over the input and the stems, block by block; the loudness gram (for the A/B match)
+    is saved beside it."""
+    from ..audio import info
+    from ..audio.dsp import convert_channels
+    from .meters import CheckStats, LoudnessGram, PeakMeter, lockstep_blocks, round_or_none
 
-    stems = StemSet.load(files.stems_dir, names=names)
+    stem_paths = [files.stem(n) for n in names]
+    frames = min(file_frames(p) for p in [files.original, *stem_paths])
+    sample_rate = info(stem_paths[0]).sample_rate
+    channels = info(stem_paths[0]).channels
+    meters = {name: PeakMeter(frames) for name in ["original", *names]}
+    gram = LoudnessGram(frames, sample_rate, channels, len(names) + 1)
+    check = CheckStats(names, frames, sample_rate)
+    done = 0
     # the decoded input, not original.flac: a lossy decode may peak above full scale, which FLAC clips
-    original, sr = read_audio(files.input)
-    n = min(original.shape[1], stems.frames)
-    original = original[:, :n]
-    stem_arrays = {k: v[:, :n] for k, v in stems.items()}
-    if report is not None:
-        report.check()
-    out: dict[str, Any] = {
+    for blocks in lockstep_blocks([files.input, *stem_paths], frames):
+        blocks[0] = convert_channels(blocks[0], channels)
+        for meter, block in zip(meters.values(), blocks):
+            meter.add(block)
+        signals = np.stack(blocks).astype(np.float64)
+        gram.add(signals)
+        check.add(signals[0], signals[1:])
+        done += signals.shape[-1]
+        if report is not None:
+            report(ANALYSIS_START + (1.0 - ANALYSIS_START) * 0.99 * done / max(frames, 1), "analysing")
+    gram.save(files.loudness)
+    energies = {"original": check.mix_energy, **{n: float(check.gram[i, i]) for i, n in enumerate(names)}}
+    loudness = {}
+    for i, name in enumerate(["original", *names]):
+        weights = np.zeros((channels, len(names) + 1))
+        weights[:, i] = 1.0
+        loudness[name] = round_or_none(gram.lufs(weights))
+    return {
         "version": ANALYSIS_VERSION,
-        "sample_rate": stems.sample_rate,
-        "channels": stems.channels,
-        "frames": n,
-        "duration_s": n / stems.sample_rate,
+        "sample_rate": sample_rate,
+        "channels": channels,
+        "frames": frames,
+        "duration_s": frames / sample_rate,
         "stems": names,
-        "peaks": {"original": peaks(original), **{k: peaks(v) for k, v in stem_arrays.items()}},
-        "loudness_lufs": {"original": loudness_lufs(original, sr),
-                          **{k: loudness_lufs(v, sr) for k, v in stem_arrays.items()}},
-        "rms_db": {"original": rms_db(original), **{k: rms_db(v) for k, v in stem_arrays.items()}},
+        "peaks": {k: m.result() for k, m in meters.items()},
+        "loudness_lufs": loudness,
+        "rms_db": {k: rms_db(e, channels * frames) for k, e in energies.items()},
+        "quality": _streamed_quality(check),
     }
-    if report is not None:
-        report.check()
-    out["quality"] = quality_report(original, stem_arrays, sr, stems_dir=files.stems_dir, mixture_path=files.input)
-    return out
 
 
-# ------------------------------------------------------------------------------ views
+def file_frames(path: Path) -> int:
+    """Frames of an audio file: from its header when it says (FLAC does), else by decoding."""
+    from ..audio import info, iter_blocks
+
+    frames = info(path).frames
+    if frames is not None:
+        return frames
+    _, _, blocks = iter_blocks(path)
+    return sum(b.shape[1] for b in blocks)
 
 
-def peaks(audio: np.ndarray, buckets: int = PEAK_BUCKETS) -> list[float]:
-    """Largest absolute sample of ``audio (c, t)`` over all channels in ``buckets`` equal spans."""
-    mag = np.abs(np.asarray(audio, np.float32)).max(axis=0) if audio.size else np.zeros(0, np.float32)
-    if mag.size == 0:
-        return [0.0] * buckets
-    edges = np.linspace(0, mag.size, buckets + 1).astype(np.int64)
-    starts = np.minimum(edges[:-1], mag.size - 1)
-    values = np.maximum.reduceat(mag, starts)
-    return [round(float(v), 4) for v in values]
-
-
-def loudness_lufs(audio: np.ndarray, sample_rate: int) -> float | None:
-    """Integrated loudness (ITU-R BS.1770) of ``audio (c, t)``; None when silent or too short."""
-    from ..errors import AudioError
-    from ..remix.master import integrated_lufs
-
-    try:
-        value = integrated_lufs(audio, sample_rate)
-    except AudioError:
-        return None
-    return round(value, 2) if math.isfinite(value) else None
-
-
-def rms_db(audio: np.ndarray) -> float | None:
-    rms = float(np.sqrt(np.mean(np.square(audio, dtype=np.float64)))) if audio.size else 0.0
+def rms_db(energy: float, samples: int) -> float | None:
+    rms = math.sqrt(energy / samples) if samples else 0.0
     return round(20 * math.log10(rms), 2) if rms > 0 else None
 
 
-def quality_report(original: np.ndarray, stems: dict[str, np.ndarray], sample_rate: int, *,
-                   stems_dir: Path | None = None, mixture_path: Path | None = None) -> dict[str, Any]:
-    """The ``unbake check`` figures: stems-sum-to-mix SNR, the triviality flag and energy shares.
+def _streamed_quality(check) -> dict[str, Any]:
+    try:
+        return _summary(_jsonable(check.report()), exact=check.residual_energy == 0.0)
+    except ImportError as exc:
+        return {"available": False, "message": f"quality report unavailable: unbake.metrics lacks a part ({exc})"}
+    except UnbakeError as exc:
+        return {"available": False, "message": f"quality report failed: {exc}"}
+
+
+def quality_report(original: np.ndarray, stems: dict[str, np.ndarray], sample_rate: int) -> dict[str, Any]:
+    """The ``unbake check`` figures of arrays in memory: stems-sum-to-mix SNR, the triviality
+    flag and energy shares (a finished job's report is streamed by :func:`analyse` instead).
 
     Returns ``{"available": True, "snr_db", "exact", "trivial", "reasons", "stems": {name:
     {"energy_share", "leakage"}}, "report"}`` (``report``: the full report as computed), or
     ``{"available": False, "message"}`` when :mod:`unbake.metrics` cannot say.
     """
     try:
-        if stems_dir is not None and mixture_path is not None:
-            summary = _from_check_report(stems_dir, mixture_path)
-            if summary is not None:
-                return summary
         return _from_metrics(original, stems, sample_rate)
     except ImportError as exc:
         return {"available": False, "message": f"quality report unavailable: unbake.metrics lacks "
@@ -209,18 +249,12 @@ def quality_report(original: np.ndarray, stems: dict[str, np.ndarray], sample_ra
         return {"available": False, "message": f"quality report failed: {exc}"}
 
 
-def _from_check_report(stems_dir: Path, mixture_path: Path) -> dict[str, Any] | None:
-    """What `unbake check` prints, from the function behind it (None where it does not exist)."""
-    try:
-        from ..metrics.report import check_report
-    except ImportError:
-        return None
-    report = _jsonable(check_report(stems_dir, mixture_path))
-    snr = report.get("consistency_snr_db")
-    reason = report.get("trivial_reason")
+def _summary(report: dict[str, Any], *, exact: bool) -> dict[str, Any]:
+    """The mixer's quality panel from an `unbake check` report."""
+    reasons = [r for r in (report.get("trivial_reason") or "").split(", ") if r]
     return {
-        "available": True, "snr_db": snr, "exact": snr is None and bool(report.get("consistent")),
-        "trivial": bool(report.get("trivial")), "reasons": [reason] if report.get("trivial") and reason else [],
+        "available": True, "snr_db": report.get("consistency_snr_db"), "exact": exact,
+        "trivial": bool(report.get("trivial")), "reasons": reasons if report.get("trivial") else [],
         "stems": {k: {"energy_share": v.get("energy_share"), "leakage": v.get("leakage")}
                   for k, v in (report.get("stems") or {}).items()},
         "report": report,
@@ -262,33 +296,58 @@ def _jsonable(value: Any) -> Any:
     return value
 
 
-def spectrogram_png(audio: np.ndarray, sample_rate: int, path: Path, *, width_px: int = 1200,
-                    height_px: int = 160) -> Path:
-    """A log-frequency spectrogram of ``audio (c, t)`` (channels averaged) as a PNG, no axes."""
+SPECTROGRAM_FFT = 2048
+
+
+def spectrogram_png(src: Path, path: Path, *, width_px: int = 1200, height_px: int = 160) -> Path:
+    """A log-frequency spectrogram of the audio file ``src`` (channels averaged) as a PNG, no
+    axes. Read block by block: each of at most ``2 * width_px`` columns is the mean power of the
+    frames that fall in it, so memory does not grow with the song's length."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
-    from scipy.signal import stft
 
-    mono = np.asarray(audio, np.float64).mean(axis=0)
-    n_fft = 2048
-    hop = int(min(n_fft, max(256, mono.size // (2 * width_px))))
-    if mono.size < n_fft:
-        mono = np.pad(mono, (0, n_fft - mono.size))
-    freqs, _, z = stft(mono, fs=sample_rate, nperseg=n_fft, noverlap=n_fft - hop, boundary=None, padded=False)
-    db = 20 * np.log10(np.abs(z) + 1e-9)
+    from .._common import atomic_path
+    from ..audio import iter_blocks
+
+    n_fft = SPECTROGRAM_FFT
+    frames = file_frames(src)
+    hop = int(min(n_fft, max(256, frames // (2 * width_px))))
+    n_frames = 1 + max(frames - n_fft, 0) // hop
+    columns = min(n_frames, 2 * width_px)
+    power = np.zeros((columns, n_fft // 2 + 1))
+    counts = np.zeros(columns)
+    window = np.hanning(n_fft + 1)[:-1]  # periodic Hann, as scipy's stft uses
+    sample_rate, _, blocks = iter_blocks(src)
+    carry = np.zeros(0)
+    done = 0
+    for block in blocks:
+        buf = np.concatenate([carry, block.astype(np.float64).mean(axis=0)])
+        k = 0 if buf.size < n_fft else (buf.size - n_fft) // hop + 1
+        k = min(k, n_frames - done)
+        if k > 0:
+            starts = np.arange(k) * hop
+            spectra = np.abs(np.fft.rfft(buf[starts[:, None] + np.arange(n_fft)] * window, axis=1)) ** 2
+            cols = (done + np.arange(k)) * columns // n_frames
+            np.add.at(power, cols, spectra)
+            np.add.at(counts, cols, 1)
+            done += k
+        carry = buf[k * hop:]
+    if done == 0:  # shorter than one FFT: one zero-padded frame
+        power[0] = np.abs(np.fft.rfft(np.pad(carry[:n_fft], (0, n_fft - min(carry.size, n_fft))) * window)) ** 2
+        counts[0] = 1
+    db = 10 * np.log10(power / np.maximum(counts, 1)[:, None] + 1e-18).T
     top = float(db.max()) if db.size else 0.0
     db = np.clip(db, top - 80.0, top)
     # rows on a log-frequency axis from 30 Hz to Nyquist, as people hear pitch
+    freqs = np.fft.rfftfreq(n_fft, 1.0 / sample_rate)
     rows = np.geomspace(30.0, sample_rate / 2, height_px)
     img = np.stack([np.interp(rows, freqs, db[:, i]) for i in range(db.shape[1])], axis=1)
     fig = Figure(figsize=(width_px / 100, height_px / 100), dpi=100)
     ax = fig.add_axes((0.0, 0.0, 1.0, 1.0))
     ax.imshow(img, origin="lower", aspect="auto", cmap="magma", interpolation="bilinear")
     ax.set_axis_off()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.part")
-    FigureCanvasAgg(fig).print_png(str(tmp))
-    tmp.replace(path)
+    with atomic_path(path, suffix=".png") as tmp:
+        FigureCanvasAgg(fig).print_png(str(tmp))
     return path
 
 

@@ -53,6 +53,26 @@ def render(stems_dir: Path, stems: Sequence[str], settings: Mapping[str, Any], t
             "duration_s": audio.shape[1] / mixer.sample_rate}
 
 
+def neutral_settings() -> dict[str, Any]:
+    """One stem's and the master's neutral settings (rendering them gives the sum of the stems):
+    the values the mixer starts from and returns to on reset."""
+    from ..remix.master import MasterSettings
+    from ..remix.mixer import TrackSettings
+
+    return {"track": TrackSettings().to_dict(), "master": _master_dict(MasterSettings())}
+
+
+def ab_match(loudness_path: Path, stems: Sequence[str], settings: Mapping[str, Any]) -> dict[str, Any]:
+    """The A/B loudness match for ``settings`` from the job's loudness gram (see
+    :func:`unbake.studio.meters.ab_match`); the settings are validated as for a render."""
+    from .meters import ab_match as match, load_gram
+
+    project = _project(loudness_path.parent / "stems", stems, settings)
+    gram, plan, sample_rate = load_gram(loudness_path)
+    tracks = {s: project.tracks[s].to_dict() for s in stems if s in project.tracks}
+    return match(gram, plan, sample_rate, stems, tracks)
+
+
 def project_yaml(stems_dir: Path, stems: Sequence[str], settings: Mapping[str, Any], *, name: str) -> str:
     """The settings as a project file for ``unbake remix`` (pointing at the job's stems folder)."""
     import yaml

@@ -9,7 +9,7 @@ import webbrowser
 from pathlib import Path
 
 from ..errors import DependencyError
-from .settings import DEFAULT_MAX_UPLOAD_MB, LOOPBACK_HOSTS
+from .settings import DEFAULT_MAX_DURATION_MIN, DEFAULT_MAX_UPLOAD_MB, LOOPBACK_HOSTS
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +36,8 @@ def url_for(host: str, port: int) -> str:
 
 
 def build_server(*, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, data_dir: str | os.PathLike | None = None,
-                 max_upload_mb: float = DEFAULT_MAX_UPLOAD_MB, workers: int = 1, log_level: str = "warning"):
+                 max_upload_mb: float = DEFAULT_MAX_UPLOAD_MB, max_duration_min: float = DEFAULT_MAX_DURATION_MIN,
+                 workers: int = 1, log_level: str = "warning"):
     """A configured ``uvicorn.Server`` (not started) serving the studio app."""
     try:
         import fastapi  # noqa: F401
@@ -48,7 +49,7 @@ def build_server(*, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, data_dir
     folder = Path(data_dir) if data_dir is not None else default_data_dir()
     # bound to loopback, only loopback names may reach it (DNS rebinding); bound wider, any name
     allowed = tuple(LOOPBACK_HOSTS) + ((host,) if is_loopback(host) and host not in LOOPBACK_HOSTS else ())
-    app = create_app(folder, max_upload_mb=max_upload_mb, workers=workers,
+    app = create_app(folder, max_upload_mb=max_upload_mb, max_duration_s=max_duration_min * 60, workers=workers,
                      allowed_hosts=allowed if is_loopback(host) else None)
     config = uvicorn.Config(app, host=host, port=port, log_level=log_level, access_log=False,
                             timeout_graceful_shutdown=5, lifespan="on")
@@ -56,10 +57,11 @@ def build_server(*, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, data_dir
 
 
 def serve(*, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, data_dir: str | os.PathLike | None = None,
-          open_browser: bool = True, max_upload_mb: float = DEFAULT_MAX_UPLOAD_MB, workers: int = 1,
-          on_ready=None) -> None:
+          open_browser: bool = True, max_upload_mb: float = DEFAULT_MAX_UPLOAD_MB,
+          max_duration_min: float = DEFAULT_MAX_DURATION_MIN, workers: int = 1, on_ready=None) -> None:
     """Serve until interrupted; ``on_ready(url)`` is called once the socket listens."""
-    server = build_server(host=host, port=port, data_dir=data_dir, max_upload_mb=max_upload_mb, workers=workers)
+    server = build_server(host=host, port=port, data_dir=data_dir, max_upload_mb=max_upload_mb,
+                          max_duration_min=max_duration_min, workers=workers)
     url = url_for(host, port)
 
     def announce() -> None:
