@@ -678,8 +678,8 @@ def test_studio_pipeline_memory_is_flat_in_track_length(tmp_path):
     import os
     import subprocess
 
-    bench = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_memory.py"
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1] / "src")}
+    bench = Path(__file__).resolve().parents[2] / "benchmarks" / "bench_memory.py"
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2] / "src")}
     res = subprocess.run([sys.executable, str(bench), "--studio", "--minutes", "20", "--quiet-input"],
                          capture_output=True, text=True, env=env, cwd=tmp_path)
     assert res.returncode == 0, res.stderr[-2000:]

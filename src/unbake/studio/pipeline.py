@@ -128,12 +128,15 @@ def disk_needed_bytes(duration_s: float, sample_rate: int, channels: int, n_stem
 def check_free_disk(folder: Path, duration_s: float, sample_rate: int, channels: int, n_stems: int) -> None:
     """Refuse a job, before it writes decoded audio, when the disk cannot hold what it will write."""
     import shutil
-    import tempfile
+
+    from .._common import temp_root
 
     if not math.isfinite(duration_s):
         return
     temporary, kept = disk_needed_bytes(duration_s, sample_rate, channels, n_stems)
-    tmp_dir = Path(tempfile.gettempdir())
+    tmp_dir = temp_root()  # where separations do their temporary work
+    while not tmp_dir.exists() and tmp_dir != tmp_dir.parent:
+        tmp_dir = tmp_dir.parent
     needs = {folder: kept}
     same_disk = tmp_dir.exists() and tmp_dir.stat().st_dev == folder.stat().st_dev
     needs[folder if same_disk else tmp_dir] = needs.get(folder if same_disk else tmp_dir, 0) + temporary

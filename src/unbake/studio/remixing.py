@@ -55,11 +55,10 @@ def render(stems_dir: Path, stems: Sequence[str], settings: Mapping[str, Any], t
 
 def neutral_settings() -> dict[str, Any]:
     """One stem's and the master's neutral settings (rendering them gives the sum of the stems):
-    the values the mixer starts from and returns to on reset."""
-    from ..remix.master import MasterSettings
-    from ..remix.mixer import TrackSettings
+    the values the mixer starts from and returns to on reset, from the remix project schema."""
+    from ..remix.schema import neutral_settings as schema_neutral
 
-    return {"track": TrackSettings().to_dict(), "master": _master_dict(MasterSettings())}
+    return schema_neutral()
 
 
 def ab_match(loudness_path: Path, stems: Sequence[str], settings: Mapping[str, Any]) -> dict[str, Any]:

@@ -33,7 +33,7 @@ async def models() -> list[dict]:
 def model_list() -> list[dict[str, Any]]:
     """The catalogue with, for each model, whether it runs offline (built in, or its files cached)
     and which one is the default (the one ``unbake separate`` uses when none is named)."""
-    from ...hub.catalogue import EnsembleEntry, load_catalogue
+    from ...hub.catalogue import load_catalogue
     from ...separate import default_model
 
     cat = load_catalogue()
@@ -41,7 +41,7 @@ def model_list() -> list[dict[str, Any]]:
     rows = []
     for name in cat.names():
         entry = cat.get(name)
-        members = [cat.models[m] for m in entry.models] if isinstance(entry, EnsembleEntry) else [entry]
+        members = cat.members(name)
         if all(not m.files for m in members):
             availability = "built in"
         else:
