@@ -11,7 +11,7 @@ from typing import Callable, Iterator
 
 import numpy as np
 
-from .._common import atomic_path
+from .._common import CommitOnExit, atomic_path
 from .dsp import check_sample_rate
 from ..errors import AudioError, InvalidAudioError, OutputError, OutputExistsError, OutputOptionError
 
@@ -351,7 +351,7 @@ def make_parent(path: str | os.PathLike) -> Path:
     return p
 
 
-class AudioWriter:
+class AudioWriter(CommitOnExit):
     """Streaming, atomic encoder: blocks go to a hidden temporary file next to the target,
     renamed onto the target only by :meth:`commit`; :meth:`abort` (or an exception inside a
     ``with`` block) deletes it, so a half-written output never exists under the final name.
@@ -419,14 +419,6 @@ class AudioWriter:
         self._discard(OutputError(f"{self.path}: aborted"))
         self._done = True
 
-    def __enter__(self) -> "AudioWriter":
-        return self
-
-    def __exit__(self, exc_type, exc, tb) -> None:
-        if exc_type is None:
-            self.commit()
-        else:
-            self.abort()
 
 
 def _chmod_default(path: Path) -> None:

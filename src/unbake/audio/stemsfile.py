@@ -17,6 +17,7 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
+from .._common import CommitOnExit
 from ..errors import OutputError
 from .mp4box import add_stem_manifest, manifest_stem_names, read_stem_manifest  # noqa: F401  (re-exported)
 
@@ -106,7 +107,7 @@ def plan_slots(model_stems: Sequence[str], stems_map=None) -> dict[str, tuple[st
 # ------------------------------------------------------------------------------ writing
 
 
-class StemsFileWriter:
+class StemsFileWriter(CommitOnExit):
     """Streaming, atomic NI Stems writer.
 
     :meth:`write` takes one float32 block ``(c, n)`` per stream, the mixture first, then the
@@ -210,14 +211,6 @@ class StemsFileWriter:
         with contextlib.suppress(BaseException):
             self._ctx.__exit__(type(err), err, None)
 
-    def __enter__(self) -> "StemsFileWriter":
-        return self
-
-    def __exit__(self, exc_type, exc, tb) -> None:
-        if exc_type is None:
-            self.commit()
-        else:
-            self.abort()
 
 
 def stems_file_path(outdir: str | os.PathLike, track: str) -> Path:

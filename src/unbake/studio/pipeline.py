@@ -36,44 +36,28 @@ STEM_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 ANALYSIS_VERSION = 2
 
 
+def _entry(name: str) -> property:
+    return property(lambda self: self.root / name, doc=f"``<job>/{name}``")
+
+
 class JobFiles:
     """The paths of one job's folder; every name in it is generated here, none comes from a client."""
 
     def __init__(self, root: Path) -> None:
         self.root = root
 
-    @property
-    def input(self) -> Path:
-        return self.root / "input"
-
-    @property
-    def original(self) -> Path:
-        return self.root / f"original.{STEM_FORMAT}"
-
-    @property
-    def stems_dir(self) -> Path:
-        return self.root / "stems"
+    input = _entry("input")
+    original = _entry(f"original.{STEM_FORMAT}")
+    stems_dir = _entry("stems")
+    analysis = _entry("analysis.json")
+    loudness = _entry("stems-loudness.npz")
+    cache = _entry("cache")
+    renders = _entry("renders")
 
     def stem(self, name: str) -> Path:
         if not STEM_NAME_RE.match(name):
             raise OutputError(f"unusable stem name {name!r}")
         return self.stems_dir / f"{name}.{STEM_FORMAT}"
-
-    @property
-    def analysis(self) -> Path:
-        return self.root / "analysis.json"
-
-    @property
-    def loudness(self) -> Path:
-        return self.root / "stems-loudness.npz"
-
-    @property
-    def cache(self) -> Path:
-        return self.root / "cache"
-
-    @property
-    def renders(self) -> Path:
-        return self.root / "renders"
 
 
 # ------------------------------------------------------------------------------ the job
