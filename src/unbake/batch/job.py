@@ -18,6 +18,7 @@ from .._common import sha256_file
 # Options that change how fast a separation runs, or whether it may replace files, but not what
 # it writes: a change of these does not redo finished files.
 NOT_SHAPING = frozenset({"device", "batch_size", "overwrite", "progress"})
+ENCODER_OPTIONS = frozenset({"bit_depth", "mp3_bitrate"})
 
 
 @dataclass(frozen=True)
@@ -92,8 +93,13 @@ def _parameter_digest(model) -> str | None:
 
 
 def settings_key(identity: dict, options: dict) -> str:
-    """One digest of the model and of the options that shape the output."""
-    shaping = {k: v for k, v in sorted(options.items()) if k not in NOT_SHAPING}
+    """One digest of the model and of the options that shape the output (``options`` as
+    :func:`normalized_options` gives them)."""
+    from ..audio.io import _writer_kwargs
+
+    shaping = {k: v for k, v in sorted(options.items()) if k not in NOT_SHAPING | ENCODER_OPTIONS}
+    # what the encoder is told: an mp3 bitrate does not change a wav, 24 bit is 24 bit however asked
+    shaping["encoder"] = _writer_kwargs(options["format"], options["bit_depth"], options["mp3_bitrate"])
     text = json.dumps({"model": identity, "options": shaping}, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()
 
@@ -113,7 +119,7 @@ def normalized_options(options: dict) -> dict:
     import dataclasses
     import inspect
 
-    from ..audio.io import OUTPUT_FORMATS
+    from ..audio.io import OUTPUT_FORMATS, _writer_kwargs
     from ..errors import OutputError, UnbakeError
     from ..separate import SeparateOptions, render_filename, separate_file
 
@@ -130,6 +136,7 @@ def normalized_options(options: dict) -> dict:
         raise UnbakeError(f"invalid separation option: {exc}") from exc
     if merged["format"] not in OUTPUT_FORMATS:
         raise OutputError(f"--format must be one of {', '.join(OUTPUT_FORMATS)}, not {merged['format']!r}")
+    _writer_kwargs(merged["format"], merged["bit_depth"], merged["mp3_bitrate"])
     render_filename(merged["filename"], track="t", stem="s", ext=merged["format"], model="m")
     return merged
 
