@@ -65,6 +65,11 @@ def _file_digest(path) -> str | None:
     return sha256_file(path) if path and Path(path).is_file() else None
 
 
+# fields of a catalogue entry that decide what the model outputs (not its description or licence)
+_ENTRY_FIELDS = ("architecture", "format", "files", "config", "config_file", "sources", "samplerate",
+                 "target", "package_file", "segment_s")
+
+
 def _member_identity(m) -> dict:
     if not isinstance(m, (str, os.PathLike)):
         return {"object": type(m).__qualname__, "parameters": _parameter_digest(m)}
@@ -76,7 +81,7 @@ def _member_identity(m) -> dict:
         entries = cat.members(text)
         # a file shipped inside the package changes with the package, under the same name
         package_root = Path(__file__).resolve().parent.parent
-        return {"name": text, "entries": [repr(e) for e in entries],
+        return {"name": text, "entries": [{k: getattr(e, k) for k in _ENTRY_FIELDS} for e in entries],
                 "package_files": [_file_digest(package_root / e.package_file) for e in entries if e.package_file]}
     return {"path": text, "sha256": _file_digest(text)}
 

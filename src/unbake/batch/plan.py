@@ -24,10 +24,10 @@ def discover(sources: Iterable[str | os.PathLike], out: str | os.PathLike) -> li
     each once, in path order.
 
     Raises :class:`~unbake.errors.AudioError` when a source does not exist."""
-    out_abs = Path(os.path.abspath(out))
+    out_abs = Path(os.path.abspath(os.path.expanduser(out)))
     found: dict[Path, Input] = {}
     for src in sources:
-        src_path = Path(os.path.abspath(src))
+        src_path = Path(os.path.abspath(os.path.expanduser(src)))
         if src_path.is_file():
             found.setdefault(src_path, Input(src_path, ""))
             continue

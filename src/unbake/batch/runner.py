@@ -106,7 +106,7 @@ def run(sources: Sequence[str | os.PathLike] | str | os.PathLike, out: str | os.
     loading = {k: separate_options.pop(k) for k in MODEL_OPTIONS if k in separate_options}
     options = normalized_options(separate_options)
     spec = _model_spec(model, loading)
-    return _Driver(spec, options, Path(os.path.abspath(out)), retries, progress).run(
+    return _Driver(spec, options, Path(os.path.abspath(os.path.expanduser(out))), retries, progress).run(
         sources, engine=engine, workers=workers, threads=threads, ray_address=ray_address)
 
 
@@ -138,6 +138,9 @@ class _Driver:
         self.actions: dict[int, str] = {}
         self.followers: dict[int, list[int]] = {}
         self.rows_of_run: list[int] = []
+        # running totals of this run's execution, for progress displays
+        self.n_done = self.n_failed = 0
+        self.audio_done = 0.0
 
     # ------------------------------------------------------------------------- planning
 
@@ -150,23 +153,29 @@ class _Driver:
             self.m = m
             self.ours = m.all_outputs()
             leaders = self._plan(inputs)
-            staging_root(self.out).mkdir(parents=True, exist_ok=True)
-            eng = self._engine(engine, workers, threads, ray_address)
-            run_id = m.start_run(eng.name, eng.slots if engine == "local" else (workers or 0), len(leaders))
+            self.n_done = self.n_failed = 0  # progress counts what the engine does
+            # nothing to separate (a rerun): no workers started, no cluster joined
+            eng = self._engine(engine, workers, threads, ray_address) if leaders else None
+            slots = eng.slots if eng else 0
+            run_id = m.start_run(engine, slots, len(leaders))
             try:
-                self._execute(eng, leaders, start)
+                if eng is not None:
+                    staging_root(self.out).mkdir(parents=True, exist_ok=True)
+                    self._execute(eng, leaders, start)
             except BaseException:
                 # Ctrl-C or a fatal error: what was in flight is simply not done
-                eng.stop(kill=True)
+                if eng is not None:
+                    eng.stop(kill=True)
                 m.running_to_pending()
                 raise
             else:
-                eng.stop()
+                if eng is not None:
+                    eng.stop()
             finally:
                 m.finish_run(run_id)
                 shutil.rmtree(staging_root(self.out), ignore_errors=True)
             rows = [row_dict(m.by_id(i), self.actions.get(i, "pending")) for i in self.rows_of_run]
-        return BatchReport(self.out, rows, time.perf_counter() - start, eng.name, eng.slots)
+        return BatchReport(self.out, rows, time.perf_counter() - start, engine, slots)
 
     def _plan(self, inputs: list[Input]) -> list[int]:
         """Rows to separate (one per distinct content); the rest skipped, copied or failed."""
@@ -240,15 +249,14 @@ class _Driver:
     def _execute(self, eng, leaders: list[int], start: float) -> None:
         queue = deque(leaders)
         total = len(leaders) + sum(len(self.followers.get(i, ())) for i in leaders)
-        self._tick = (total, start)
-        self._report_progress()
+        self._report_progress(total, start)
         while queue or eng.in_flight:
             while queue and eng.in_flight < eng.slots:
                 row_id = queue.popleft()
                 self.m.set_state(row_id, "running", attempt=True)
-                attempt = self.m.by_id(row_id).attempts
-                eng.submit(Job(row_id, self.m.by_id(row_id).input,
-                               str(staging_root(self.out) / f"{row_id}-{attempt}"), attempt))
+                row = self.m.by_id(row_id)
+                eng.submit(Job(row_id, row.input, str(staging_root(self.out) / f"{row_id}-{row.attempts}"),
+                               row.attempts))
             for outcome in eng.wait(timeout=0.5):
                 if outcome.fatal:
                     raise ModelError(f"the model cannot be loaded: {outcome.error}")
@@ -259,19 +267,12 @@ class _Driver:
                     queue.append(outcome.row_id)
                 else:
                     self._fail(outcome.row_id, outcome.error or "failed")
-            self._report_progress()
+            self._report_progress(total, start)
 
-    def _report_progress(self) -> None:
-        if self.progress is None:
-            return
-        total, start = self._tick
-        done = [i for i in self.rows_of_run if self.actions.get(i) in ("separated", "copied")]
-        failed = sum(1 for i in self.rows_of_run if self.actions.get(i) == "failed" and self._in_run(i))
-        audio = sum(self.m.by_id(i).audio_s or 0.0 for i in done if self.actions[i] == "separated")
-        self.progress(BatchProgress(len(done), total, failed, audio, time.perf_counter() - start))
-
-    def _in_run(self, row_id: int) -> bool:
-        return self.m.by_id(row_id).attempts > 0
+    def _report_progress(self, total: int, start: float) -> None:
+        if self.progress is not None:
+            self.progress(BatchProgress(self.n_done, total, self.n_failed, self.audio_done,
+                                        time.perf_counter() - start))
 
     def _finish(self, outcome: Outcome) -> None:
         row = self.m.by_id(outcome.row_id)
@@ -288,6 +289,8 @@ class _Driver:
         self.m.mark_done(row.id, outputs=placed, model_label=outcome.model_label, how="separated",
                          audio_s=outcome.audio_s, elapsed_s=outcome.elapsed_s, worker=outcome.worker)
         self.actions[row.id] = "separated"
+        self.n_done += 1
+        self.audio_done += outcome.audio_s or 0.0
         done = self.m.by_id(row.id)
         for follower in self.followers.get(row.id, ()):
             try:
@@ -298,10 +301,12 @@ class _Driver:
     def _fail(self, row_id: int, error: str) -> None:
         self.m.set_state(row_id, "failed", error=error)
         self.actions[row_id] = "failed"
+        self.n_failed += 1
         leader = self.m.by_id(row_id).input
         for follower in self.followers.get(row_id, ()):
             self.m.set_state(follower, "failed", error=f"same content as {leader}: {error}")
             self.actions[follower] = "failed"
+            self.n_failed += 1
 
     # ------------------------------------------------------------------------- placing outputs
 
@@ -342,6 +347,7 @@ class _Driver:
         self.m.mark_done(row.id, outputs=placed, model_label=source.model_label or "", how="copy",
                          audio_s=source.audio_s, elapsed_s=None)
         self.actions[row.id] = "copied"
+        self.n_done += 1
 
     def _remove_stale(self, row: Row, placed: set[str]) -> None:
         """Outputs an earlier run wrote for this input that the new settings no longer make."""
