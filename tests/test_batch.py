@@ -145,6 +145,28 @@ def test_unknown_model_and_bad_options_fail_before_any_work(tmp_path):
     assert not (tmp_path / "out" / "lib").exists()
 
 
+def test_a_file_placed_but_not_yet_marked_done_is_redone(tmp_path, monkeypatch):
+    """Stopped between moving a file's outputs into place and marking it done: the next run
+    knows the files as its own and separates the input again."""
+    from unbake.batch import run
+    from unbake.batch.manifest import Manifest
+
+    (tmp_path / "lib").mkdir()
+    write_audio(tmp_path / "lib" / "x.wav", tone_mix(1.0), 44100)
+    out = tmp_path / "out"
+
+    def stop(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    with monkeypatch.context() as mp:
+        mp.setattr(Manifest, "mark_done", stop)
+        with pytest.raises(KeyboardInterrupt):
+            run([tmp_path / "lib"], out, model="center", workers=1)
+    assert sorted(wavs(out)) == ["x/accompaniment.wav", "x/vocals.wav"]
+    again = run([tmp_path / "lib"], out, model="center", workers=1)
+    assert again.ok and again.separated == 1
+
+
 def test_one_run_per_folder(tmp_path):
     from unbake.batch.manifest import Manifest
     from unbake.errors import OutputError

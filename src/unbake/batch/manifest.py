@@ -243,6 +243,10 @@ class Manifest:
             (json.dumps(outputs, sort_keys=True), model_label, how, audio_s, elapsed_s, x, worker,
              time.time(), row_id))
 
+    def record_outputs(self, row_id: int, outputs: dict[str, dict]) -> None:
+        """Files a row is about to place (its state unchanged)."""
+        self.db.execute("UPDATE inputs SET outputs = ? WHERE id = ?", (json.dumps(outputs, sort_keys=True), row_id))
+
     def running_to_pending(self) -> None:
         self.db.execute("UPDATE inputs SET state = 'pending' WHERE state = 'running'")
 

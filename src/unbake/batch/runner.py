@@ -320,7 +320,10 @@ class _Driver:
             # a file this batch did not write is the user's: kept unless --overwrite
             if dst.exists() and rel not in self.ours and not self.options.get("overwrite"):
                 raise OutputExistsError(f"{dst} exists and was not written by this batch (use --overwrite)")
-        placed = {}
+        placed = {rel: {"stem": stem, "sha256": info[stem]["sha256"]} for stem, rel in targets.items()}
+        # claimed before the first rename: killed halfway, the next run knows these files are its own
+        self.m.record_outputs(row.id, {**row.output_info(), **placed})
+        self.ours.update(placed)
         for stem, rel in targets.items():
             dst = self.out / rel
             dst.parent.mkdir(parents=True, exist_ok=True)
@@ -333,9 +336,7 @@ class _Driver:
                         os.link(sources[stem], tmp)  # same bytes: a hard link costs no space
                     except OSError:
                         shutil.copyfile(sources[stem], tmp)
-            placed[rel] = {"stem": stem, "sha256": info[stem]["sha256"]}
         self._remove_stale(row, set(placed))
-        self.ours.update(placed)
         return placed
 
     def _copy_outputs(self, source: Row, row: Row) -> None:
