@@ -41,12 +41,15 @@ def batch(
 
     model = chosen_model(sep)
     announce_default(sep, model)
-    with _Display() as display:
-        result = run(sources, outdir, model, engine=engine, workers=workers, threads=threads, retries=retries,
-                     ray_address=ray_address, progress=display.update, weights=sep.weight_list(),
-                     ensemble_method=sep.ensemble_method,
-                     model_file=str(sep.model_file) if sep.model_file else None,
-                     config=str(sep.config) if sep.config else None, **sep.file_options())
+    try:
+        with _Display() as display:
+            result = run(sources, outdir, model, engine=engine, workers=workers, threads=threads, retries=retries,
+                         ray_address=ray_address, progress=display.update, weights=sep.weight_list(),
+                         ensemble_method=sep.ensemble_method,
+                         model_file=str(sep.model_file) if sep.model_file else None,
+                         config=str(sep.config) if sep.config else None, **sep.file_options())
+    except KeyboardInterrupt:
+        fail("interrupted: the files in flight are left for the next run (run the same command again)", 130)
     for inp, err in result.failures:
         console.print(f"[bold red]failed:[/] {_escape(err if err.startswith(inp) else f'{inp}: {err}')}", highlight=False)
     console.print(_escape(result.summary()), highlight=False)
