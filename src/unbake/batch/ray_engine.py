@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 
-from ..errors import DependencyError
+from ..errors import DependencyError, UnbakeError
 from .job import Job, ModelSpec, Outcome, one_line, separate_one, set_threads
 
 
@@ -71,7 +71,11 @@ class RayEngine:
         ray = import_ray()
         if not ray.is_initialized():
             kwargs = {"include_dashboard": False} if self.address is None else {}
-            ray.init(address=self.address, **kwargs)
+            try:
+                ray.init(address=self.address, **kwargs)
+            except Exception as exc:  # a wrong address, a cluster that is down
+                where = f"the Ray cluster at {self.address}" if self.address else "a local Ray cluster"
+                raise UnbakeError(f"cannot start or join {where}: {_first_line(exc)}") from exc
             self._started_ray = True
         resources = ray.cluster_resources()
         gpus = int(resources.get("GPU", 0))

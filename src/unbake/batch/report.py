@@ -136,9 +136,9 @@ class BatchStatus:
         if self.started is not None:
             speed = f", {self.x_realtime:.1f}x real time" if self.x_realtime else ""
             lines.append(f"{when}: {self.done_in_run} files, {self.audio_s_in_run / 3600:.2f} h of audio "
-                         f"in {_hms(self.elapsed_s)}{speed}")
+                         f"in {hms(self.elapsed_s)}{speed}")
         if self.eta_s is not None:
-            lines.append(f"ETA: {_hms(self.eta_s)}")
+            lines.append(f"ETA: {hms(self.eta_s)}")
         if self.failures:
             lines.append(f"failed ({len(self.failures)}):")
             lines += [f"  {err}" if err.startswith(inp) else f"  {inp}: {err}" for inp, err in self.failures]
@@ -168,6 +168,7 @@ def status(out: str | os.PathLike) -> BatchStatus:
                        [(r.input, r.error or "") for r in rows if r.state == "failed"])
 
 
-def _hms(seconds: float) -> str:
+def hms(seconds: float) -> str:
+    """``H:MM:SS``"""
     s = int(round(seconds))
     return f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}"

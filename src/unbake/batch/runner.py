@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from .._common import atomic_path, sha256_file
+from .._common import sha256_file
 from ..errors import ModelError, OutputExistsError, UnbakeError
 from .job import MODEL_OPTIONS, Job, ModelSpec, Outcome, normalized_options, one_line, output_paths, settings_key
 from .manifest import Manifest, Row, staging_root
@@ -152,6 +152,7 @@ class _Driver:
         with Manifest(self.out, write=True) as m:
             self.m = m
             self.ours = m.all_outputs()
+            staging_root(self.out).mkdir(parents=True, exist_ok=True)
             leaders = self._plan(inputs)
             self.n_done = self.n_failed = 0  # progress counts what the engine does
             # nothing to separate (a rerun): no workers started, no cluster joined
@@ -160,7 +161,6 @@ class _Driver:
             run_id = m.start_run(engine, slots, len(leaders))
             try:
                 if eng is not None:
-                    staging_root(self.out).mkdir(parents=True, exist_ok=True)
                     self._execute(eng, leaders, start)
             except BaseException:
                 # Ctrl-C or a fatal error: what was in flight is simply not done
@@ -330,12 +330,14 @@ class _Driver:
             if move:
                 os.replace(sources[stem], dst)
             else:
-                with atomic_path(dst) as tmp:
-                    tmp.unlink()
-                    try:
-                        os.link(sources[stem], tmp)  # same bytes: a hard link costs no space
-                    except OSError:
-                        shutil.copyfile(sources[stem], tmp)
+                # made in staging (emptied when a run starts), so a kill leaves nothing beside dst
+                tmp = staging_root(self.out) / f"copy-{row.id}-{stem}"
+                tmp.unlink(missing_ok=True)
+                try:
+                    os.link(sources[stem], tmp)  # same bytes: a hard link costs no space
+                except OSError:
+                    shutil.copyfile(sources[stem], tmp)
+                os.replace(tmp, dst)
         self._remove_stale(row, set(placed))
         return placed
 

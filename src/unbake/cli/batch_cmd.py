@@ -75,6 +75,8 @@ class _Display:
         return self
 
     def update(self, p) -> None:
+        from ..batch.report import hms as _hms
+
         speed = f"{p.x_realtime:.1f}x real time" if p.x_realtime else "-"
         eta = f"ETA {_hms(p.eta_s)}" if p.eta_s is not None else ""
         failed = f", {p.failed} failed" if p.failed else ""
@@ -83,8 +85,3 @@ class _Display:
 
     def __exit__(self, *exc) -> None:
         self._progress.__exit__(*exc)
-
-
-def _hms(seconds: float) -> str:
-    s = int(round(seconds))
-    return f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}"
