@@ -219,7 +219,10 @@ class _Driver:
                 continue
             done = next((r for r in m.done_with(sha, key) if r.id != row_id and self._outputs_present(r)), None)
             if done is not None:  # byte-identical to an input finished earlier
-                self._copy_outputs(done, m.by_id(row_id))
+                try:
+                    self._copy_outputs(done, m.by_id(row_id))
+                except (UnbakeError, OSError) as exc:
+                    self._fail(row_id, one_line(exc))
                 continue
             by_content[sha] = row_id
             leaders.append(row_id)
