@@ -216,6 +216,17 @@ def separate_one(model, job: Job, options: dict) -> Outcome:
                    elapsed_s=time.perf_counter() - start, worker=worker)
 
 
+def cpu_split(cpus: int, workers: int | None = None, threads: int | None = None) -> tuple[int, int]:
+    """``(workers, threads each)`` for ``cpus`` cores. Several single-threaded processes beat one
+    process with many threads on this pipeline (decoding, resampling and encoding are serial:
+    `benchmarks/bench_batch.py` measured 4.9x against 2.1x real time on two cores), so by default
+    one worker per core; past eight workers the cores are shared out as threads instead, to keep
+    the number of loaded models (memory) in bounds."""
+    if workers is None:
+        workers = max(1, min(cpus, 8) if threads is None else cpus // threads)
+    return workers, threads or max(1, cpus // workers)
+
+
 def set_threads(threads: int | None) -> None:
     """Give this worker process its share of the machine's cores (before torch is imported,
     the environment variables reach the thread pools as well)."""

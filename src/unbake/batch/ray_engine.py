@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 
 from ..errors import DependencyError, UnbakeError
-from .job import Job, ModelSpec, Outcome, one_line, separate_one, set_threads
+from .job import Job, ModelSpec, Outcome, cpu_split, one_line, separate_one, set_threads
 
 
 class SeparationActor:
@@ -43,9 +43,10 @@ def import_ray():
 
 
 class RayEngine:
-    """``workers`` actors (default: one per GPU with ``--device cuda``, else one per ``threads``
-    CPUs of the cluster). Connects to ``address`` (``"auto"``, ``"ray://host:10001"``...) or,
-    with none and no Ray already running in this process, starts a local cluster."""
+    """``workers`` actors (default: one per GPU with ``--device cuda``, else as
+    :func:`~unbake.batch.job.cpu_split` shares out the cluster's CPUs). Connects to ``address``
+    (``"auto"``, ``"ray://host:10001"``...) or, with none and no Ray already running in this
+    process, starts a local cluster."""
 
     name = "ray"
 
@@ -85,8 +86,7 @@ class RayEngine:
             self.options = {**self.options, "device": "cuda"}  # Ray shows each actor its own GPU
         else:
             cpus = max(1, int(resources.get("CPU", os.cpu_count() or 1)))
-            self.threads = self.threads or (max(1, cpus // self.workers) if self.workers else min(cpus, 4))
-            self.workers = self.workers or max(1, cpus // self.threads)
+            self.workers, self.threads = cpu_split(cpus, self.workers, self.threads)
             self._actor_options = {"num_cpus": min(self.threads, cpus)}
         self._actor_cls = ray.remote(max_restarts=-1, max_task_retries=1)(SeparationActor)
         self._idle = [self._new_actor() for _ in range(self.workers)]

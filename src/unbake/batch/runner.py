@@ -20,7 +20,8 @@ from typing import Any, Callable, Sequence
 
 from .._common import sha256_file
 from ..errors import ModelError, OutputExistsError, UnbakeError
-from .job import MODEL_OPTIONS, Job, ModelSpec, Outcome, normalized_options, one_line, output_paths, settings_key
+from .job import (MODEL_OPTIONS, Job, ModelSpec, Outcome, cpu_split, normalized_options, one_line, output_paths,
+                  settings_key)
 from .manifest import Manifest, Row, staging_root
 from .plan import Input, discover, output_key
 from .report import BatchReport, row_dict
@@ -50,18 +51,14 @@ class BatchProgress:
         return (self.files_total - finished) * self.elapsed_s / finished
 
 
-def default_workers(device: str, cpus: int | None = None) -> tuple[int, int | None, list[str] | None]:
-    """``(workers, threads per worker, devices)`` that use the machine: one worker per GPU with
-    ``--device cuda``/``auto`` when there are GPUs, else CPU workers sharing the cores."""
-    if device.startswith("cuda") or device == "auto":
+def gpu_devices(device: str) -> list[str]:
+    """One device per GPU (one worker each) with ``--device cuda``/``auto`` on a machine with
+    GPUs; empty otherwise."""
+    if device in ("cuda", "auto"):
         import torch
 
-        n = torch.cuda.device_count()
-        if n and device in ("cuda", "auto"):
-            return n, None, [f"cuda:{i}" for i in range(n)]
-    cpus = cpus or _cpu_count()
-    workers = max(1, cpus // 4)  # four threads per model keeps each process's matrix products efficient
-    return workers, max(1, cpus // workers), None
+        return [f"cuda:{i}" for i in range(torch.cuda.device_count())]
+    return []
 
 
 def _cpu_count() -> int:
@@ -83,7 +80,7 @@ def run(sources: Sequence[str | os.PathLike] | str | os.PathLike, out: str | os.
             with the default ``filename``), the manifest is ``OUT/.unbake/batch.sqlite``.
         model: as for :func:`unbake.separate` (default: the best model available offline).
         engine: ``"local"`` (worker processes) or ``"ray"`` (Ray actors; ``ray_address``).
-        workers: processes or actors (default: enough to use the machine, or one per GPU).
+        workers: processes or actors (default: one per core up to eight, or one per GPU).
         threads: torch threads per worker (default: the machine's cores shared out).
         retries: further attempts for a file that failed before it is recorded as failed.
         progress: called with a :class:`BatchProgress` as files finish.
@@ -241,11 +238,12 @@ class _Driver:
             return eng
         from .local import LocalEngine
 
-        dflt_workers, dflt_threads, devices = default_workers(self.options.get("device", "cpu"))
-        if workers is not None and devices is None:
-            dflt_threads = max(1, _cpu_count() // workers)
-        return LocalEngine(self.spec, self.options, workers=workers or dflt_workers,
-                           threads=threads or dflt_threads, devices=devices)
+        devices = gpu_devices(self.options.get("device", "cpu"))
+        if devices:
+            workers = workers or len(devices)
+        else:
+            workers, threads = cpu_split(_cpu_count(), workers, threads)
+        return LocalEngine(self.spec, self.options, workers=workers, threads=threads, devices=devices or None)
 
     # ------------------------------------------------------------------------- running
 

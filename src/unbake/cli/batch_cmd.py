@@ -19,7 +19,7 @@ def batch(
     outdir: Optional[Path] = typer.Option(None, "-o", "--out", help="Output folder: the source tree mirrored, and the manifest in OUT/.unbake/."),
     engine: str = typer.Option("local", "--engine", help="local (worker processes) | ray (a Ray cluster)."),
     ray_address: Optional[str] = typer.Option(None, "--ray-address", help="Ray cluster to join (default: start one on this machine)."),
-    workers: Optional[int] = typer.Option(None, "--workers", help="Worker processes or Ray actors (default: enough for the machine, or one per GPU)."),
+    workers: Optional[int] = typer.Option(None, "--workers", help="Worker processes or Ray actors (default: one per core up to 8, or one per GPU)."),
     threads: Optional[int] = typer.Option(None, "--threads", help="Torch threads per worker (default: the cores shared out)."),
     retries: int = typer.Option(1, "--retries", help="Further attempts for a file that fails."),
     report: Optional[Path] = typer.Option(None, "--report", help="Write one row per input to FILE.csv or FILE.json."),
