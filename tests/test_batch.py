@@ -16,12 +16,12 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from conftest import REPO, tone_mix
 
 from unbake.audio import read_audio, write_audio
+from unbake.models.center import CenterExtraction
 
 ENV = {**os.environ, "PYTHONPATH": str(REPO / "src") + os.pathsep + os.environ.get("PYTHONPATH", "")}
 
@@ -177,10 +177,10 @@ def test_one_run_per_folder(tmp_path):
     Manifest(tmp_path, write=True).close()  # the lock went with the first
 
 
-def _done_rows(out: Path) -> int:
+def _rows(out: Path, state: str) -> int:
     try:
         with contextlib.closing(sqlite3.connect(out / ".unbake" / "batch.sqlite", timeout=1)) as db:
-            return db.execute("SELECT COUNT(*) FROM inputs WHERE state = 'done'").fetchone()[0]
+            return db.execute("SELECT COUNT(*) FROM inputs WHERE state = ?", (state,)).fetchone()[0]
     except sqlite3.Error:
         return 0
 
@@ -190,23 +190,25 @@ def test_sigkill_then_rerun_completes_without_partial_files(tmp_path):
     lib = tmp_path / "lib"
     (lib / "sub").mkdir(parents=True)
     lengths = {}
-    for i in range(6):
+    for i in range(8):
         name = f"sub/t{i}.wav" if i % 2 else f"t{i}.wav"
-        audio = tone_mix(2.0 + i / 2, seed=10 + i)
+        audio = tone_mix(3.0 + i / 4, seed=10 + i)
         write_audio(lib / name, audio, 44100)
         lengths[Path(name).with_suffix("").as_posix()] = audio.shape[1]
     out = tmp_path / "out"
     args = [lib, "-o", out, "-n", "center", "--workers", "1", "--format", "flac"]
 
-    for wait_for_done in (0, 2):  # killed during the first file, then after some finished
+    # killed while the first file is in flight, then again once one more file is done
+    for first in (True, False):
+        done_at_start = _rows(out, "done")
         proc = subprocess.Popen([sys.executable, "-m", "unbake", "batch", *map(str, args)], env=ENV,
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        deadline = time.time() + 120
+        deadline = time.time() + 300
         while time.time() < deadline and proc.poll() is None:
-            if (out / ".unbake" / "staging").is_dir() and _done_rows(out) >= wait_for_done:
-                if any((out / ".unbake" / "staging").rglob("*")):
-                    break
-            time.sleep(0.05)
+            if (_rows(out, "running") > 0) if first else (_rows(out, "done") > done_at_start):
+                break
+            time.sleep(0.02)
+        assert proc.poll() is None, "the batch ended before it could be killed"
         proc.send_signal(signal.SIGKILL)
         proc.wait()
         # whatever is under a final name is complete: every stem decodes to the input's length
@@ -217,12 +219,12 @@ def test_sigkill_then_rerun_completes_without_partial_files(tmp_path):
             audio, _ = read_audio(p)
             assert audio.shape[1] == lengths[p.parent.relative_to(out).as_posix()]
 
-    done_before = _done_rows(out)
-    assert done_before < 6
+    done_before = _rows(out, "done")
+    assert done_before < 8
     res = batch_cli(*args)
     assert res.returncode == 0, res.stderr
-    assert _done_rows(out) == 6
-    assert f"{6 - done_before} separated" in res.stderr
+    assert _rows(out, "done") == 8
+    assert f"{8 - done_before} separated" in res.stderr
     files = sorted(p.relative_to(out).as_posix() for p in out.rglob("*.flac"))
     assert files == sorted(f"{t}/{s}.flac" for t in lengths for s in ("vocals", "accompaniment"))
     assert not (out / ".unbake" / "staging").exists()
@@ -231,28 +233,19 @@ def test_sigkill_then_rerun_completes_without_partial_files(tmp_path):
 @pytest.mark.slow
 def test_a_dying_local_worker_has_its_file_retried(tmp_path):
     from unbake.batch import run
+    from unbake.separate import separate_file
 
     lib = tmp_path / "lib"
     lib.mkdir()
     write_audio(lib / "x.wav", tone_mix(1.0), 44100)
-    model = _crash_once_model(tmp_path / "crashed")
-    report = run([lib], tmp_path / "out", model=model, workers=1)
-    assert (tmp_path / "crashed").exists()
+    report = run([lib], tmp_path / "out", model=CrashingCenter(tmp_path / "crashed"), workers=1)
+    assert (tmp_path / "crashed").exists()  # the worker did die
     assert report.ok and report.rows[0]["attempts"] == 2
-    from unbake.separate import separate_file
-
     expected = separate_file(lib / "x.wav", tmp_path / "ref", "center")
     assert wavs(tmp_path / "out") == {f"x/{s}.wav": p.read_bytes() for s, p in expected.items()}
 
 
-def _crash_once_model(marker: Path):
-    return _CrashingCenter(marker)
-
-
-from unbake.models.center import CenterExtraction as _Center  # noqa: E402
-
-
-class _CrashingCenter(_Center):
+class CrashingCenter(CenterExtraction):
     """The `center` model, except that the first process to run it dies at once."""
 
     def __init__(self, marker: Path) -> None:
@@ -292,5 +285,5 @@ def test_ray_engine_gives_the_local_engine_outputs(separated, ray_cluster, tmp_p
     lib2 = tmp_path / "lib2"
     lib2.mkdir()
     write_audio(lib2 / "x.wav", tone_mix(1.0), 44100)
-    crashed = run([lib2], tmp_path / "out2", model=_crash_once_model(tmp_path / "crashed"), engine="ray")
+    crashed = run([lib2], tmp_path / "out2", model=CrashingCenter(tmp_path / "crashed"), engine="ray")
     assert (tmp_path / "crashed").exists() and crashed.ok
