@@ -289,7 +289,7 @@ def format_from_path(path: str | os.PathLike) -> str:
     return aliases.get(ext, ext)
 
 
-def _writer_kwargs(fmt: str, bit_depth: str | int | None, mp3_bitrate: int | None) -> dict:
+def encoder_kwargs(fmt: str, bit_depth: str | int | None, mp3_bitrate: int | None) -> dict:
     bd = str(bit_depth) if bit_depth is not None else None
     if fmt == "wav":
         bd = bd or "24"
@@ -320,7 +320,7 @@ def check_output_options(format: str, bit_depth: str | int | None = None, mp3_bi
     written, before any work: :class:`OutputOptionError` names the parameter."""
     if format not in formats:
         raise OutputOptionError("format", f"must be one of {', '.join(formats)}, not {format!r}")
-    _writer_kwargs(format, bit_depth, mp3_bitrate)
+    encoder_kwargs(format, bit_depth, mp3_bitrate)
 
 
 def check_writable(path: str | os.PathLike, overwrite: bool) -> Path:
@@ -366,7 +366,7 @@ class AudioWriter(CommitOnExit):
 
         self.path = make_parent(check_writable(path, overwrite))
         fmt = format_from_path(self.path)
-        kwargs = _writer_kwargs(fmt, bit_depth, mp3_bitrate)
+        kwargs = encoder_kwargs(fmt, bit_depth, mp3_bitrate)
         # the one atomic-write context manager, held open across write() calls until commit/abort
         self._atomic = contextlib.ExitStack()
         self.tmp = self._atomic.enter_context(atomic_path(self.path, suffix=self.path.suffix))

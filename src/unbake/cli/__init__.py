@@ -10,6 +10,7 @@ from . import train_cmd  # noqa: E402,F401
 from . import remix_cmd  # noqa: E402,F401
 from . import studio_cmd  # noqa: E402,F401
 from . import transcribe_cmd  # noqa: E402,F401
+from . import batch_cmd  # noqa: E402,F401
 
 
 def main() -> None:

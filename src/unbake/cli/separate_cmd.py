@@ -1,59 +1,157 @@
-"""`unbake separate`, `unbake models`, `unbake info`, `unbake example`."""
+"""`unbake separate`, `unbake models`, `unbake info`, `unbake example`; the options `unbake
+separate` shares with `unbake batch`, declared once."""
 
 from __future__ import annotations
 
+import functools
+import inspect
 import json
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import List, Optional
+from typing import Any, Callable, List, Optional
 
 import typer
 
 from .app import _escape, app, console, error_text, handle_errors, make_progress, out
 
 
+@dataclass(frozen=True)
+class SeparationArgs:
+    """The options `unbake separate` and `unbake batch` share, as given on the command line.
+    Those named like a field of :class:`unbake.separate.SeparationRequest` fill it; the others
+    choose the model (``name`` ... ``ensemble_method``) or the tags (``tag``)."""
+
+    name: Optional[List[str]]
+    model_file: Optional[Path]
+    config: Optional[Path]
+    weights: Optional[str]
+    ensemble_method: str
+    two_stems: Optional[str]
+    other_method: str
+    segment_s: Optional[float]
+    overlap: float
+    shifts: int
+    device: str
+    batch_size: int
+    format: str
+    stems_codec: str
+    stems_map: Optional[str]
+    tag: Optional[bool]
+    bit_depth: Optional[str]
+    mp3_bitrate: int
+    filename: str
+    clip: str
+    downmix: bool
+    enforce_consistency: bool
+    overwrite: bool
+
+    def request(self):
+        """The :class:`~unbake.separate.SeparationRequest` these options make; every value is
+        checked now, before a model loads."""
+        from ..separate import SeparationRequest
+
+        return SeparationRequest.from_fields(asdict(self))
+
+    def request_options(self) -> dict[str, Any]:
+        """The request's fields as keyword arguments (what :func:`unbake.batch.run` takes)."""
+        from dataclasses import fields
+
+        req = self.request()
+        return {f.name: getattr(req, f.name) for f in fields(req)}
+
+    def model_choice(self) -> dict[str, Any]:
+        """Keyword arguments of :func:`unbake.separate.load_runner` besides the model."""
+        return dict(weights=_weights(self.weights), method=self.ensemble_method,
+                    model_file=str(self.model_file) if self.model_file else None,
+                    config=str(self.config) if self.config else None)
+
+
+def _param(name: str, annotation, default) -> inspect.Parameter:
+    return inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=annotation)
+
+
+# Declared once; every command decorated with `separation_options` takes them.
+_SEPARATION_PARAMS = [
+    _param("name", Optional[List[str]], typer.Option(None, "-n", "--name", help="Model (catalogue name or checkpoint); repeat for an ensemble.")),
+    _param("model_file", Optional[Path], typer.Option(None, "--model-file", help="Local weights file for the catalogue model named by -n.")),
+    _param("config", Optional[Path], typer.Option(None, "--config", help="YAML config of a community checkpoint.")),
+    _param("weights", Optional[str], typer.Option(None, "--weights", help="Ensemble weights, one per model, comma-separated.")),
+    _param("ensemble_method", str, typer.Option("average", "--ensemble-method", help="average | median")),
+    _param("two_stems", Optional[str], typer.Option(None, "--two-stems", help="Write STEM and no_STEM only.")),
+    _param("other_method", str, typer.Option("add", "--other-method", help="no_STEM as the sum of the other stems (add) or mixture minus STEM (minus).")),
+    _param("segment_s", Optional[float], typer.Option(None, "--segment", help="Chunk length in seconds (default: the model's).")),
+    _param("overlap", float, typer.Option(0.25, "--overlap", help="Overlap between chunks, 0..1.")),
+    _param("shifts", int, typer.Option(0, "--shifts", help="Test-time random shifts (deterministic).")),
+    _param("device", str, typer.Option("cpu", "--device", "-d", help="cpu | cuda | mps | auto")),
+    _param("batch_size", int, typer.Option(1, "--batch-size", help="Chunks per model call.")),
+    _param("format", str, typer.Option("wav", "--format", help="wav | flac | mp3 | stems (one NI Stems file, OUTDIR/{track}.stem.mp4)")),
+    _param("stems_codec", str, typer.Option("aac", "--stems-codec", help="Codec of --format stems: aac (256 kbit/s) | alac.")),
+    _param("stems_map", Optional[str], typer.Option(None, "--stems-map", help="NI slots from other stems, e.g. drums=drums,bass=bass,other=guitar+piano+other,vocals=vocals.")),
+    _param("tag", Optional[bool], typer.Option(None, "--tag/--no-tag", help="BPM and key tags in every file, and track.json (default: on when the analysis extra is installed).")),
+    _param("bit_depth", Optional[str], typer.Option(None, "--bit-depth", help="16 | 24 | 32f (wav), 16 | 24 (flac). Default 24.")),
+    _param("mp3_bitrate", int, typer.Option(320, "--mp3-bitrate", help="kbit/s for mp3 output.")),
+    _param("filename", str, typer.Option("{track}/{stem}.{ext}", "--filename", help="Output path template: {track} {stem} {ext} {model}.")),
+    _param("clip", str, typer.Option("rescale", "--clip", help="rescale | clamp | none")),
+    _param("downmix", bool, typer.Option(False, "--downmix", help="Fold more than two channels to stereo instead of refusing.")),
+    _param("enforce_consistency", bool, typer.Option(False, "--enforce-consistency", help="Make the stems sum exactly to the mix.")),
+    _param("overwrite", bool, typer.Option(False, "--overwrite", help="Replace existing output files.")),
+]
+
+
+def separation_options(func: Callable) -> Callable:
+    """Give a command every option of `unbake separate` (after its own parameters); the command
+    receives them as one :class:`SeparationArgs` in its keyword argument ``sep``."""
+    sig = inspect.signature(func)
+    own = [p for n, p in sig.parameters.items() if n != "sep"]
+    names = [p.name for p in _SEPARATION_PARAMS]
+
+    @functools.wraps(func)
+    def wrapper(*args, **kwargs):
+        sep = SeparationArgs(**{n: kwargs.pop(n) for n in names})
+        return func(*args, sep=sep, **kwargs)
+
+    wrapper.__signature__ = sig.replace(parameters=own + _SEPARATION_PARAMS)
+    return wrapper
+
+
 @app.command()
 @handle_errors
+@separation_options
 def separate(
     inputs: List[Path] = typer.Argument(..., help="Audio or video files to separate.", show_default=False),
     outdir: Path = typer.Option(Path("separated"), "-o", "--out", help="Output folder."),
-    name: Optional[List[str]] = typer.Option(None, "-n", "--name", help="Model (catalogue name or checkpoint); repeat for an ensemble."),
-    model_file: Optional[Path] = typer.Option(None, "--model-file", help="Local weights file for the catalogue model named by -n."),
-    config: Optional[Path] = typer.Option(None, "--config", help="YAML config of a community checkpoint."),
-    weights: Optional[str] = typer.Option(None, "--weights", help="Ensemble weights, one per model, comma-separated."),
-    ensemble_method: str = typer.Option("average", "--ensemble-method", help="average | median"),
-    two_stems: Optional[str] = typer.Option(None, "--two-stems", help="Write STEM and no_STEM only."),
-    other_method: str = typer.Option("add", "--other-method", help="no_STEM as the sum of the other stems (add) or mixture minus STEM (minus)."),
-    segment_s: Optional[float] = typer.Option(None, "--segment", help="Chunk length in seconds (default: the model's)."),
-    overlap: float = typer.Option(0.25, "--overlap", help="Overlap between chunks, 0..1."),
-    shifts: int = typer.Option(0, "--shifts", help="Test-time random shifts (deterministic)."),
-    device: str = typer.Option("cpu", "--device", "-d", help="cpu | cuda | mps | auto"),
-    batch_size: int = typer.Option(1, "--batch-size", help="Chunks per model call."),
-    format: str = typer.Option("wav", "--format", help="wav | flac | mp3 | stems (one NI Stems file, OUTDIR/{track}.stem.mp4)"),
-    stems_codec: str = typer.Option("aac", "--stems-codec", help="Codec of --format stems: aac (256 kbit/s) | alac."),
-    stems_map: Optional[str] = typer.Option(None, "--stems-map", help="NI slots from other stems, e.g. drums=drums,bass=bass,other=guitar+piano+other,vocals=vocals."),
-    tag: Optional[bool] = typer.Option(None, "--tag/--no-tag", help="BPM and key tags in every file, and track.json (default: on when the analysis extra is installed)."),
-    bit_depth: Optional[str] = typer.Option(None, "--bit-depth", help="16 | 24 | 32f (wav), 16 | 24 (flac). Default 24."),
-    mp3_bitrate: int = typer.Option(320, "--mp3-bitrate", help="kbit/s for mp3 output."),
-    filename: str = typer.Option("{track}/{stem}.{ext}", "--filename", help="Output path template: {track} {stem} {ext} {model}."),
-    clip: str = typer.Option("rescale", "--clip", help="rescale | clamp | none"),
-    downmix: bool = typer.Option(False, "--downmix", help="Fold more than two channels to stereo instead of refusing."),
-    enforce_consistency: bool = typer.Option(False, "--enforce-consistency", help="Make the stems sum exactly to the mix."),
-    overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing output files."),
+    *,
+    sep: SeparationArgs,
 ) -> None:
     """Separate songs into stems: OUTDIR/{track}/{stem}.{ext}."""
-    from ..separate import SeparationRequest, output_stems
+    from ..separate import load_runner, output_stems
 
-    # Parameters named like the request's fields fill it (a new option: a field there and an
-    # option of the same name here); every value is checked now, before a model loads.
-    request = SeparationRequest.from_fields(locals())
-    analyzer = _analyzer(tag)
-    runner = _load(name, model_file, config, _weights(weights), ensemble_method)
+    request = sep.request()
+    analyzer = _analyzer(sep.tag)
+    chosen = chosen_model(sep)
+    runner = load_runner(chosen, **sep.model_choice())
+    announce_default(sep, chosen)
     output_stems(runner, request.two_stems)  # --two-stems the model lacks: once, not once per file
     failures = _separate_all(inputs, outdir, runner, request, analyzer)
     if len(inputs) > 1 or failures:
         console.print(f"{len(inputs) - failures} separated, {failures} failed", highlight=False)
     if failures:
         raise typer.Exit(1)
+
+
+def chosen_model(sep: SeparationArgs):
+    """The model named by ``-n`` (one name, or a list for an ensemble), else the default model's
+    name."""
+    from ..separate import default_model
+
+    chosen = list(sep.name) if sep.name else [default_model()]
+    return chosen if len(chosen) > 1 else chosen[0]
+
+
+def announce_default(sep: SeparationArgs, chosen) -> None:
+    if not sep.name:
+        console.print(f"model: {chosen} (the best model available without a download; "
+                      "pick another with -n, see `unbake models`)", highlight=False)
 
 
 def _weights(text: str | None) -> list[float] | None:
@@ -127,19 +225,6 @@ def _size(n_bytes: float | None) -> str:
         if n_bytes >= scale:
             return f"{n_bytes / scale:.1f} {unit}" if n_bytes < 10 * scale else f"{n_bytes / scale:.0f} {unit}"
     return f"{n_bytes:.0f} B"
-
-
-def _load(names, model_file, config, weights, method):
-    from ..separate import default_model, load_runner
-
-    chosen = list(names) if names else [default_model()]
-    runner = load_runner(chosen if len(chosen) > 1 else chosen[0], weights=weights, method=method,
-                         model_file=str(model_file) if model_file else None,
-                         config=str(config) if config else None)
-    if not names:
-        console.print(f"model: {chosen[0]} (the best model available without a download; "
-                      "pick another with -n, see `unbake models`)", highlight=False)
-    return runner
 
 
 def _analyzer(tag: Optional[bool]):
