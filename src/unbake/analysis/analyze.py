@@ -114,6 +114,9 @@ class Analysis:
     key_confidence: float
     duration_s: float
     key_scores: dict[str, float] = field(default_factory=dict, compare=False, repr=False)
+    # (time s, BPM) from the tempo-following tracker (:mod:`.tempo`), and the beats that start bars
+    tempo_curve: tuple[tuple[float, float], ...] = ()
+    downbeats_s: tuple[float, ...] = ()
 
     def to_dict(self) -> dict:
         top = sorted(self.key_scores.items(), key=lambda kv: -kv[1])[:3]
@@ -124,6 +127,8 @@ class Analysis:
             "key_confidence": round(self.key_confidence, 3),
             "key_candidates": [{"key": k, "correlation": round(v, 3)} for k, v in top],
             "duration_s": round(self.duration_s, 3),
+            "tempo_curve": [[round(t, 3), round(b, 2)] for t, b in self.tempo_curve],
+            "downbeats": [round(b, 4) for b in self.downbeats_s],
         }
 
 
@@ -273,8 +278,13 @@ def analyze(audio: np.ndarray, sample_rate: int, *, prior_bpm: float = 120.0,
     bpm, beats = estimate_tempo(mono, prior_bpm=prior_bpm, bpm_range=bpm_range)
     kmono = mono if key_audio is None else to_mono_analysis_rate(key_audio, sample_rate)
     key, conf, scores = estimate_key(kmono)
+    from .tempo import downbeats, track_beats
+
+    _, curve = track_beats(mono, prior_bpm=prior_bpm)
+    down = downbeats(mono, beats) if len(beats) else np.zeros(0)
     return Analysis(bpm=bpm, beats_s=tuple(float(b) for b in beats), key=key, key_confidence=conf,
-                    duration_s=len(mono) / ANALYSIS_RATE_HZ, key_scores=scores)
+                    duration_s=len(mono) / ANALYSIS_RATE_HZ, key_scores=scores, tempo_curve=tuple(curve),
+                    downbeats_s=tuple(float(b) for b in down))
 
 
 def pitched_mix(stems: Mapping[str, np.ndarray]) -> np.ndarray | None:
