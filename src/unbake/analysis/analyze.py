@@ -307,3 +307,26 @@ def analyze_stems(stems: Mapping[str, np.ndarray], sample_rate: int, *, prior_bp
     else:
         mix = np.sum(list(stems.values()), axis=0, dtype=np.float64).astype(np.float32)
     return analyze(mix, sample_rate, prior_bpm=prior_bpm, bpm_range=bpm_range, key_audio=pitched_mix(stems))
+
+
+def analyze_file(path, *, prior_bpm: float = 120.0, bpm_range: tuple[float, float] = (60.0, 200.0)) -> Analysis:
+    """The one analysis of a song on disk that ``unbake analyze`` and ``unbake mashup`` share, so
+    one file gets one answer: a folder of stems or a multi-stream stems file goes through
+    :func:`analyze_stems` (key from the pitched stems), a plain song file is analysed as it
+    is decoded (tempo and key from the mix; a mash-up's separation of it is not consulted,
+    because the plain ``unbake analyze`` does not have one)."""
+    from pathlib import Path
+
+    from ..audio import read_audio
+    from ..audio.io import info, read_stems
+    from ..stems import StemSet
+
+    path = Path(path)
+    if path.is_dir():
+        stems = StemSet.load(path)
+        return analyze_stems(dict(stems.items()), stems.sample_rate, prior_bpm=prior_bpm, bpm_range=bpm_range)
+    if path.is_file() and len(info(path).streams) >= 2:
+        streams, sr = read_stems(path)
+        return analyze_stems(streams, sr, prior_bpm=prior_bpm, bpm_range=bpm_range)
+    audio, sr = read_audio(path)
+    return analyze(audio, sr, prior_bpm=prior_bpm, bpm_range=bpm_range)

@@ -309,16 +309,23 @@ def load_song(spec: SongSpec) -> StemSet:
     return separate_cached(spec.path, spec.model)
 
 
-def song_analysis(stems: StemSet, *, bpm: float | None = None, key: Key | None = None) -> Analysis:
+def song_analysis(stems: StemSet, *, bpm: float | None = None, key: Key | None = None,
+                  path: Path | None = None) -> Analysis:
     """Tempo and beats from the full mix, key from the mix without drums (when there is a
-    ``drums`` stem and something else); ``bpm``/``key`` given by the user win."""
-    found = analyze_stems(dict(stems.items()), stems.sample_rate)
+    ``drums`` stem and something else); ``bpm``/``key`` given by the user win. With the song's
+    ``path`` the analysis is :func:`unbake.analysis.analyze.analyze_file`'s, the same as
+    ``unbake analyze`` gives for that file."""
+    if path is not None:
+        from ..analysis.analyze import analyze_file
+
+        found = analyze_file(path)
+    else:
+        found = analyze_stems(dict(stems.items()), stems.sample_rate)
     if bpm is None and key is None:
         return found
-    return Analysis(bpm=bpm if bpm is not None else found.bpm, beats_s=found.beats_s,
-                    key=key if key is not None else found.key,
-                    key_confidence=1.0 if key is not None else found.key_confidence,
-                    duration_s=found.duration_s, key_scores=found.key_scores)
+    return dataclasses.replace(found, bpm=bpm if bpm is not None else found.bpm,
+                               key=key if key is not None else found.key,
+                               key_confidence=1.0 if key is not None else found.key_confidence)
 
 
 @dataclass
@@ -360,7 +367,8 @@ class Mashup:
     def analysis(self, song: str) -> Analysis:
         if song not in self.analyses:
             spec = self.project.songs[song]
-            self.analyses[song] = song_analysis(self.stems(song), bpm=spec.bpm, key=spec.key)
+            self.analyses[song] = song_analysis(self.stems(song), bpm=spec.bpm, key=spec.key,
+                                                path=spec.stems if spec.stems is not None else spec.path)
         return self.analyses[song]
 
     @property
