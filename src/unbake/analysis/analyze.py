@@ -46,6 +46,10 @@ CHROMA_HOP = 2048
 # one half of the tracked beats this many times stronger than the other: tracked at double time
 ACCENT_RATIO = 3.0
 MIN_BEATS = 3
+# The spectral-flux envelope peaks after the attack that causes it (the analysis window must
+# fill with the new sound first): tracked beats came out 13 ms late on clicks, 17 ms on a drum
+# loop and 20 ms on piano chords, so beat times are moved this much earlier.
+ONSET_LATENCY_S = 0.015
 
 PITCH_NAMES = ("C", "C#", "D", "Eb", "E", "F", "F#", "G", "Ab", "A", "Bb", "B")
 _NAME_TO_PC = {n: i for i, n in enumerate(PITCH_NAMES)}
@@ -193,7 +197,7 @@ def estimate_tempo(mono: np.ndarray, *, prior_bpm: float = 120.0,
         if ratio > ACCENT_RATIO:
             coarse /= 2
             frames = _track(env, coarse)
-    beats = np.array([(f + _peak_offset(env, f)) / fps for f in frames])
+    beats = np.array([max((f + _peak_offset(env, f)) / fps - ONSET_LATENCY_S, 0.0) for f in frames])
     if len(beats) < MIN_BEATS:
         return float("nan"), beats  # no steady beat: a tempo from one or two onsets means nothing
     bpm = coarse

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .analyze import ANALYSIS_RATE_HZ, ONSET_HOP, _peak_offset, librosa_module, onset_envelope
+from .analyze import ANALYSIS_RATE_HZ, ONSET_HOP, ONSET_LATENCY_S, _peak_offset, librosa_module, onset_envelope
 
 TEMPO_SMOOTH_S = 2.0
 MIN_TRACKED_BEATS = 4
@@ -45,7 +45,7 @@ def track_beats(mono: np.ndarray, *, prior_bpm: float = 120.0) -> tuple[np.ndarr
     _, frames = librosa.beat.beat_track(onset_envelope=env, sr=ANALYSIS_RATE_HZ, hop_length=ONSET_HOP,
                                         bpm=local, tightness=100, trim=True, units="frames")
     frames = np.asarray(frames, int)
-    beats = np.array([(f + _peak_offset(env, f)) / fps for f in frames])
+    beats = np.array([max((f + _peak_offset(env, f)) / fps - ONSET_LATENCY_S, 0.0) for f in frames])
     return beats, tempo_curve(beats)
 
 

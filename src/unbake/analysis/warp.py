@@ -127,14 +127,21 @@ def warp_to_bpm(audio: np.ndarray, sample_rate: int, to_bpm: float, *, guide: np
     length: the whole song when ``audio`` is one of its stems, whose beat is often faint), else
     on ``audio``; the first downbeat lands on a bar line (:func:`.tempo.grid_anchors`).
     """
+    anchors = grid_map(audio if guide is None else guide, sample_rate, to_bpm, prior_bpm=prior_bpm)
+    return warp(audio, sample_rate, anchors, semitones=semitones, preserve_formants=preserve_formants), anchors
+
+
+def grid_map(audio: np.ndarray, sample_rate: int, to_bpm: float, *,
+             prior_bpm: float = 120.0) -> tuple[tuple[float, float], ...]:
+    """Anchors ``(source time, grid time)`` putting the tracked beats of ``audio (c, t)`` on a
+    steady ``to_bpm`` grid, the first downbeat on a bar line (:mod:`.tempo`)."""
     from .analyze import to_mono_analysis_rate
     from .tempo import MIN_TRACKED_BEATS, downbeats, grid_anchors, track_beats
 
     if not (np.isfinite(to_bpm) and 20.0 <= float(to_bpm) <= 400.0):
-        raise TransformError(f"--to-bpm must be between 20 and 400, got {to_bpm:g}")
-    mono = to_mono_analysis_rate(audio if guide is None else guide, sample_rate)
+        raise TransformError(f"the grid's tempo must be between 20 and 400 BPM, got {to_bpm:g}")
+    mono = to_mono_analysis_rate(audio, sample_rate)
     beats, _ = track_beats(mono, prior_bpm=prior_bpm)
     if len(beats) < MIN_TRACKED_BEATS:
         raise TransformError(f"found {len(beats)} beats; a steady grid needs at least {MIN_TRACKED_BEATS}")
-    anchors = grid_anchors(beats, downbeats(mono, beats), to_bpm)
-    return warp(audio, sample_rate, anchors, semitones=semitones, preserve_formants=preserve_formants), anchors
+    return grid_anchors(beats, downbeats(mono, beats), to_bpm)

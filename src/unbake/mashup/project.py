@@ -54,7 +54,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from ..errors import AudioError, ConfigError
+from ..errors import AudioError, ConfigError, UnbakeError
 from ..analysis.analyze import Analysis, Key, analyze_stems, parse_key
 from ..analysis.transforms import MAX_RATE, MAX_SEMITONES, MIN_RATE, MatchPlan, match, stretch_and_shift
 from ..separation_cache import separate_cached
@@ -70,7 +70,7 @@ log = logging.getLogger(__name__)
 PROJECT_KEYS = ("songs", "reference", "tracks", "length", "fade_ms", "master", "output")
 SONG_KEYS = ("path", "model", "bpm", "key")
 MASHUP_TRACK_KEYS = ("stem", "semitones", "stretch", "to_bpm", "preserve_formants", "start", "offset", "align",
-                     "sections", "channel")
+                     "sections", "channel") + ("sync", "warp")
 ALIGN_CHOICES = ("beats", "bars")
 CHANNELS = ("left", "right", "both")
 AUTO = "auto"
@@ -103,6 +103,7 @@ class Section:
     from_s: float
     to_s: float
     at_s: float | None = None
+    bars: tuple[int, int] | None = None  # first and last bar of the target song (see Follow)
 
 
 @dataclass
@@ -122,6 +123,7 @@ class TrackSpec:
     sections: list[Section] = field(default_factory=list)
     channel: str | None = None
     strip: TrackSettings = field(default_factory=TrackSettings)
+    follow: "Follow | None" = None
 
     @property
     def uses_auto(self) -> bool:
@@ -266,6 +268,7 @@ def _parse_track(value: Any, where: str, songs: Mapping[str, SongSpec]) -> Track
         sections=_parse_sections(value.get("sections"), join(where, "sections")),
         channel=get_str(value, "channel", where, choices=CHANNELS),
         strip=strip,
+        follow=_parse_follow(value, where, songs, song),
     )
 
 
@@ -277,6 +280,9 @@ def _parse_sections(value: Any, where: str) -> list[Section]:
     sections = []
     for i, item in enumerate(value):
         w = join(where, i)
+        if isinstance(item, Mapping) and "bars" in item:
+            sections.append(_parse_bar_section(item, w))
+            continue
         check_keys(item, ("from", "to", "at"), w, required=("from", "to"))
         start = parse_time(item["from"], join(w, "from"))
         stop = parse_time(item["to"], join(w, "to"))
@@ -285,6 +291,75 @@ def _parse_sections(value: Any, where: str) -> list[Section]:
         at = None if item.get("at") is None else parse_time(item["at"], join(w, "at"))
         sections.append(Section(start, stop, at))
     return sections
+
+
+# -------------------------------------------------- following another timeline: sync, warp, bars
+#
+#   - stem: cover:vocals
+#     sync: original            # play on song `original`'s timeline (unbake sync's time map);
+#                               # the map's key shift applies unless `semitones` is a number
+#     sections:
+#       - {bars: 17-24}         # bars of the target song; placed at that bar (or `at`)
+#       - {from: 30, to: 45}    # seconds: the track's own song, carried through the map
+#   - stem: live:mix
+#     warp: {to_bpm: 120}       # beats onto a steady grid (unbake warp); bar 1 starts at 0 s
+
+
+@dataclass(frozen=True)
+class Follow:
+    """A track that plays on another timeline: ``sync`` (a song's name) or ``to_bpm`` (a grid)."""
+
+    sync: str | None = None
+    to_bpm: float | None = None
+    semitones_from_map: bool = True
+
+
+def _parse_follow(value: Mapping, where: str, songs: Mapping[str, SongSpec], song: str) -> Follow | None:
+    has_sync, has_warp = "sync" in value, "warp" in value
+    bar_sections = [w for w in (value.get("sections") or []) if isinstance(w, Mapping) and "bars" in w]
+    if not has_sync and not has_warp:
+        if bar_sections:
+            raise fail(join(where, "sections"), "`bars` needs a timeline with bars: give the track `sync: <song>` "
+                                                "or `warp: {to_bpm: ...}`")
+        return None
+    key = "sync" if has_sync else "warp"
+    if has_sync and has_warp:
+        raise fail(join(where, "warp"), "give either sync (another song's timeline) or warp (a grid), not both")
+    for other in ("stretch", "to_bpm", "align"):
+        if other in value:
+            raise fail(join(where, other), f"does not combine with `{key}`, which sets the track's timing")
+    if has_sync:
+        target = get_str(value, "sync", where, required=True)
+        if target not in songs:
+            raise fail(join(where, "sync"), f"no song {target!r}; the songs are {', '.join(songs)}")
+        if target == song:
+            raise fail(join(where, "sync"), "a song cannot follow itself")
+        return Follow(sync=target, semitones_from_map=not isinstance(value.get("semitones"), (int, float)))
+    spec = value["warp"]
+    check_keys(spec, ("to_bpm",), join(where, "warp"), required=("to_bpm",))
+    return Follow(to_bpm=get_number(spec, "to_bpm", join(where, "warp"), None, 20.0, 400.0), semitones_from_map=False)
+
+
+def _parse_bar_section(item: Mapping, where: str) -> Section:
+    """``{bars: 17-24}`` (or ``bars: 17``, ``bars: [17, 24]``), optional ``at``."""
+    check_keys(item, ("bars", "at"), where, required=("bars",))
+    raw = item["bars"]
+    try:
+        if isinstance(raw, bool):
+            raise ValueError
+        if isinstance(raw, int):
+            first = last = raw
+        elif isinstance(raw, (list, tuple)) and len(raw) == 2:
+            first, last = int(raw[0]), int(raw[1])
+        else:
+            a, _, b = str(raw).partition("-")
+            first, last = int(a), int(b or a)
+    except (TypeError, ValueError):
+        raise fail(join(where, "bars"), f"must be a bar or a range of bars like 17-24, got {raw!r}") from None
+    if not 1 <= first <= last:
+        raise fail(join(where, "bars"), f"bars count from 1 and the range must not run backwards, got {raw!r}")
+    at = None if item.get("at") is None else parse_time(item["at"], join(where, "at"))
+    return Section(float("nan"), float("nan"), at, bars=(first, last))
 
 
 def _parse_output(value: Any, base: Path | None) -> OutputSettings:
@@ -397,6 +472,8 @@ class Mashup:
         return to_stereo(_at_rate(audio, stems.sample_rate, self.sample_rate))
 
     def _plan(self, track: TrackSpec) -> _Plan:
+        if track.follow is not None:
+            return self._follow_plan(track)
         where = track.where
         notes = []
         rate = 1.0
@@ -427,6 +504,8 @@ class Mashup:
         return _Plan(rate, semitones, "; ".join(notes))
 
     def _transformed_audio(self, track: TrackSpec, plan: _Plan, *, whole_song: bool = False) -> np.ndarray:
+        if track.follow is not None:
+            return self._follow_audio(track, plan)
         stems = (MIX_STEM,) if whole_song else track.stems
         key = (track.song, stems, plan.rate, 0.0 if whole_song else plan.semitones,
                track.preserve_formants and not whole_song)
@@ -450,7 +529,8 @@ class Mashup:
         out = []
         duration_s = audio.shape[1] / sr * plan.rate  # source duration
         cursor = track.start_s
-        for i, sec in enumerate(track.sections):
+        sections = self._follow_sections(track) if track.follow is not None else track.sections
+        for i, sec in enumerate(sections):
             w = join(join(track.where, "sections"), i)
             if sec.from_s >= duration_s:
                 raise ConfigError(f"{join(w, 'from')}: {sec.from_s:g} s is after the end of song "
@@ -464,6 +544,95 @@ class Mashup:
             out.append((int(round(at * sr)), _fade(audio[:, a:b], fade)))
             cursor = at + (b - a) / sr
         return out
+
+    # -- tracks on another timeline (sync, warp): see `Follow`
+    def _time_map(self, song: str, target: str):
+        from ..analysis.timemap import require_confidence, time_map
+
+        key = ("map", song, target)
+        if key not in self._transformed:
+            a, b = self.stems(song), self.stems(target)
+            tm = time_map(a.mixture(), b.mixture(), a.sample_rate, b.sample_rate)
+            try:
+                require_confidence(tm)
+            except UnbakeError as exc:
+                raise ConfigError(f"sync: {song} -> {target}: {exc}") from None
+            self._transformed[key] = tm
+        return self._transformed[key]
+
+    def _follow_plan(self, track: TrackSpec) -> _Plan:
+        from ..analysis.timemap import low_confidence_lines
+
+        f = track.follow
+        if f.sync is not None:
+            tm = self._time_map(track.song, f.sync)
+            semitones = float(tm.semitones) if f.semitones_from_map else float(track.semitones)
+            weak = low_confidence_lines(tm)
+            note = (f"synced to {f.sync} (time map confidence {tm.confidence:.2f}, shift {semitones:+g} semitones)"
+                    + (": " + "; ".join(weak) if weak else ""))
+            return _Plan(1.0, semitones, note)
+        return _Plan(1.0, float(track.semitones), f"beats warped onto a {f.to_bpm:g} BPM grid")
+
+    def _follow_anchors(self, track: TrackSpec) -> tuple[tuple[float, float], ...]:
+        from ..analysis.warp import grid_map
+
+        f = track.follow
+        if f.sync is not None:
+            return self._time_map(track.song, f.sync).anchors
+        key = ("grid", track.song, f.to_bpm)
+        if key not in self._transformed:
+            s = self.stems(track.song)
+            mix = to_stereo(_at_rate(s.mixture(), s.sample_rate, self.sample_rate))
+            try:
+                self._transformed[key] = grid_map(mix, self.sample_rate, f.to_bpm)
+            except UnbakeError as exc:
+                raise ConfigError(f"{join(track.where, 'warp')}: {exc}") from None
+        return self._transformed[key]
+
+    def _follow_audio(self, track: TrackSpec, plan: _Plan) -> np.ndarray:
+        from ..analysis.warp import warp
+
+        key = ("follow", track.song, track.stems, track.follow, plan.semitones, track.preserve_formants)
+        if key not in self._transformed:
+            length_s = None
+            if track.follow.sync is not None:
+                length_s = self._time_map(track.song, track.follow.sync).duration_b_s
+            self._transformed[key] = warp(self._source(track), self.sample_rate, self._follow_anchors(track),
+                                          semitones=plan.semitones, preserve_formants=track.preserve_formants,
+                                          length_s=length_s)
+        return self._transformed[key]
+
+    def _follow_sections(self, track: TrackSpec) -> list[Section]:
+        """Sections on the target timeline: bars of the target (placed at that bar unless
+        ``at``), seconds of the track's own song carried through the map."""
+        anchors = np.asarray(self._follow_anchors(track), float)
+        out = []
+        for i, sec in enumerate(track.sections):
+            if sec.bars is None:
+                lo, hi = np.interp([sec.from_s, sec.to_s], anchors[:, 0], anchors[:, 1])
+                out.append(Section(float(lo), float(hi), sec.at_s))
+                continue
+            starts = self._bar_starts(track, sec.bars[1] + 1)
+            first, last = sec.bars
+            if first > len(starts) - 1:
+                raise ConfigError(f"{join(join(join(track.where, 'sections'), i), 'bars')}: the target has "
+                                  f"{len(starts) - 1} bars, not {first}")
+            lo, hi = starts[first - 1], starts[min(last, len(starts) - 1)]
+            out.append(Section(lo, hi, sec.at_s if sec.at_s is not None else track.start_s + lo))
+        return out
+
+    def _bar_starts(self, track: TrackSpec, count: int) -> list[float]:
+        """Start times of bars 1..count-1 and the end of the last (one more than the bars)."""
+        f = track.follow
+        if f.to_bpm is not None:
+            return [k * 4 * 60.0 / f.to_bpm for k in range(count)]
+        down = list(self.analysis(f.sync).downbeats_s)
+        if len(down) < 2:
+            raise ConfigError(f"{join(track.where, 'sections')}: no bars found in song {f.sync!r}")
+        bar = float(np.median(np.diff(down)))
+        while len(down) < count:
+            down.append(down[-1] + bar)  # past the last found downbeat: whole bars of the median length
+        return down
 
     def render(self, *, mastering: bool = True) -> np.ndarray:
         """The mash-up ``(2, t)`` float32 at :attr:`sample_rate`. Problems found only with the
