@@ -20,6 +20,10 @@ Project file (relative paths resolve against the project file's folder)::
         sections:                   # optional: parts of the song instead of all of it
           - {from: "0:30", to: "0:45"}          # SOURCE times: the song before stretching
           - {from: 60, to: 75, at: "0:20"}      # `at`: TIMELINE time (default: after the previous)
+        # sync: b                   # or follow song b's timeline (unbake sync's time map; its key
+        #                           #   shift unless semitones is a number), or warp: {to_bpm: 120}
+        #                           #   (beats onto a steady grid); sections may then name bars
+        #                           #   of that timeline: - {bars: 17-24}
         channel: right              # left | right | both: the track's mono fold-down there only
         # pan: -0.3                 # or a balance position (unbake.remix.mixer's law); not both
         gain_db: -2                 # and every other remix track key: eq, compressor, reverb,
@@ -571,7 +575,9 @@ class Mashup:
             note = (f"synced to {f.sync} (time map confidence {tm.confidence:.2f}, shift {semitones:+g} semitones)"
                     + (": " + "; ".join(weak) if weak else ""))
             return _Plan(1.0, semitones, note)
-        return _Plan(1.0, float(track.semitones), f"beats warped onto a {f.to_bpm:g} BPM grid")
+        semitones = float(self.match_plan(track.song).semitones) if track.semitones == AUTO else float(track.semitones)
+        return _Plan(1.0, semitones, f"beats warped onto a {f.to_bpm:g} BPM grid"
+                     + (f", shift {semitones:+g} semitones" if semitones else ""))
 
     def _follow_anchors(self, track: TrackSpec) -> tuple[tuple[float, float], ...]:
         from ..analysis.warp import grid_map
