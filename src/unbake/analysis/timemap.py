@@ -7,8 +7,11 @@ Method
 ------
 * **Features that survive a different arrangement, key and voice.** Chroma (CQT, log-compressed,
   unit length per frame) of the harmonic part (HPSS) of each performance: what notes sound,
-  not how. Beside it, the spectral-flux onset envelope of the whole signal: chroma alone says
-  "this chord", the onsets say "now", which is what the timing of the warp is judged by.
+  not how. Beside it, chroma onsets: where each pitch class rises, held with a short decay.
+  Chroma alone says "this chord" and cannot tell where a held note ends (a piano's note fades
+  while a voice holds it); the onsets say "now". The DTW cost is the chroma's cosine distance
+  plus :data:`ONSET_WEIGHT` times the distance between chroma onsets (3, where lower weights
+  left half-second slips on held notes in the synthetic tests).
 * **Transposition first.** A cover is often in another key. A's chroma is rotated by each of
   the 12 semitone shifts and a coarse dynamic time warping (DTW) of each rotation against B is
   run; the rotation with the cheapest path wins. The reported ``semitones`` is the shift that
@@ -19,10 +22,11 @@ Method
   performance while the other plays on is not). Steps are weighted by how many frames they
   advance (2, 3, 3, 4, 4), so that no step is cheaper merely for touching fewer cells.
 * **A smooth monotonic map.** The path is read as B-time per A-frame, lightly smoothed and made
-  strictly increasing; each anchor is then moved to the lag (within :data:`REFINE_MAX_S`) that
-  best lines up the two onset envelopes in a window around it, which brings the map from DTW
-  frames (tens of ms) to the timing of the notes. The anchors are finally thinned to those
-  needed to follow the map within :data:`ANCHOR_TOLERANCE_S` (a steady passage needs two).
+  strictly increasing; every quarter second the map is then moved by the lag (within
+  :data:`REFINE_MAX_S`) that best lines up the two spectral-flux onset envelopes in a window
+  around it, which brings it from DTW frames (tens of ms) to the timing of the notes; the result
+  is smoothed over :data:`SMOOTH_S`, its slope kept within the DTW's limits, and thinned to the
+  anchors needed to follow it within :data:`ANCHOR_TOLERANCE_S` (a steady passage needs two).
 * **Confidence.** On the path, a frame's cost is compared with the median cost of its row of
   the cost matrix (what an arbitrary moment of B costs): ``1 - path cost / median cost``, 0 for
   "no better than chance", 1 for a perfect match, averaged over regions of
@@ -46,7 +50,7 @@ MAX_DTW_CELLS = 2.0e7  # frames(A) x frames(B) of the fine DTW; the hop doubles 
 COARSE_POOL = 4  # frames pooled for the transposition search
 STEPS = np.array([[1, 1], [2, 1], [1, 2], [3, 1], [1, 3]])
 STEP_WEIGHTS = np.array([2.0, 3.0, 3.0, 4.0, 4.0]) / 2.0
-ONSET_WEIGHT = 0.5  # weight of the onset-envelope term of the DTW cost beside the chroma term
+ONSET_WEIGHT = 3.0  # weight of the chroma-onset term of the DTW cost beside the chroma term (see below)
 REFINE_HOP = 128  # 5.8 ms onset frames for the fine timing
 REFINE_MAX_S = 0.12
 REFINE_WINDOW_S = 1.5
@@ -213,14 +217,6 @@ def _unit_columns(x: np.ndarray) -> np.ndarray:
     flat = np.full((x.shape[0], 1), 1.0 / math.sqrt(x.shape[0]))
     # silence (no pitch at all) becomes the flat vector: it matches silence, and anything only weakly
     return np.where(norm > 1e-3 * max(float(norm.max()), 1e-12), x / np.maximum(norm, 1e-12), flat)
-
-
-def onset_features(mono: np.ndarray, hop: int) -> np.ndarray:
-    """Onset strength ``(frames,)`` scaled so that its 95th percentile is 1 (clipped at 1)."""
-    librosa = librosa_module()
-    env = librosa.onset.onset_strength(y=np.asarray(mono, np.float32), sr=ANALYSIS_RATE_HZ, hop_length=hop)
-    scale = float(np.percentile(env, 95))
-    return np.clip(env / scale, 0.0, 1.0) if scale > 0 else np.zeros_like(env)
 
 
 def _pool(x: np.ndarray, k: int) -> np.ndarray:
