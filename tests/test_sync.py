@@ -199,6 +199,7 @@ def test_sync_cli_puts_a_onsets_on_b_onsets(tmp_path, cover):
     assert np.median(err) <= 30 and np.percentile(err, 95) <= 80, (np.median(err), np.percentile(err, 95))
 
 
+@pytest.mark.slow
 def test_unrelated_songs_get_low_confidence(tmp_path, cover):
     _, b, _, _ = cover
     other = render(other_score(), steady(112, 0.2), timbre="reed", seed=3)
