@@ -11,7 +11,7 @@ Warp: a free-tempo melody over a shaker (random drift depth 5..15 %, random temp
 put on a 120 BPM grid; printed: the distance (ms) from each grid line to the nearest onset in
 the output, less the detector's lateness measured on the input.
 
-    PYTHONPATH=src nice -n 10 python benchmarks/bench_sync.py [--cases 20]
+    PYTHONPATH=src nice -n 10 python benchmarks/bench_sync.py [--cases 20] [--part sync|grid]
 
 Speed figures depend on the CPU; it is printed with its vector extensions.
 """
@@ -89,12 +89,20 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--cases", type=int, default=20)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--part", choices=("both", "sync", "grid"), default="both")
     args = ap.parse_args()
     rng = np.random.default_rng(args.seed)
     notes = score()
     print(f"CPU: {cpu_line()}")
+    if args.part != "grid":
+        bench_sync(rng, notes, args.cases)
+    if args.part != "sync":
+        bench_grid(np.random.default_rng(args.seed + 1), notes, args.cases)
+
+
+def bench_sync(rng: np.random.Generator, notes, cases: int) -> None:
     rows = []
-    for i in range(args.cases):
+    for i in range(cases):
         r = sync_case(rng, notes)
         rows.append(r)
         print(f"sync case {i:2d}: shift {'ok' if r['shift_ok'] else 'WRONG'}, confidence {r['confidence']:.2f}, "
@@ -111,8 +119,11 @@ def main() -> None:
     secs = sum(r["seconds"] for r in rows)
     print(f"  time per second of audio: map {sum(r['t_map'] for r in rows) / secs:.2f} s, "
           f"warp {sum(r['t_warp'] for r in rows) / secs:.2f} s (22.05 kHz mono)")
+
+
+def bench_grid(rng: np.random.Generator, notes, cases: int) -> None:
     grid = []
-    for i in range(args.cases):
+    for i in range(cases):
         e = grid_case(rng, notes)
         grid.append(e)
         print(f"grid case {i:2d}: median {np.median(e):5.1f} ms, p95 {np.percentile(e, 95):6.1f} ms", flush=True)
