@@ -145,7 +145,9 @@ def test_map_round_trips_through_json(mapped):
     t = np.linspace(1, 30, 50)
     assert np.allclose(back.to_b(t), mapped.to_b(t), atol=1e-4)
     assert back.semitones == mapped.semitones
-    with pytest.raises(ValueError, match="increase"):
+    from unbake.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="increase"):
         TimeMap.from_dict({"anchors": [[0, 0], [1, 2], [0.5, 3]]})
 
 

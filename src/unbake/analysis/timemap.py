@@ -42,7 +42,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from ..errors import InvalidAudioError, UnbakeError
+from ..errors import ConfigError, InvalidAudioError, UnbakeError
 from .analyze import ANALYSIS_RATE_HZ, librosa_module, to_mono_analysis_rate
 
 FEATURE_HOP = 512  # 23 ms frames at 22.05 kHz
@@ -133,7 +133,8 @@ class TimeMap:
 
     @classmethod
     def from_dict(cls, data: Mapping) -> "TimeMap":
-        """The inverse of :meth:`to_dict` (a map file written by ``unbake sync --map``)."""
+        """The inverse of :meth:`to_dict` (a map file written by ``unbake sync --map``); a
+        malformed one is a :class:`ConfigError`."""
         try:
             anchors = tuple((float(a), float(b)) for a, b in data["anchors"])
             regions = tuple(Region(float(r["start_s"]), float(r["end_s"]), float(r["confidence"]))
@@ -143,8 +144,11 @@ class TimeMap:
                      duration_a_s=float(data.get("duration_a_s", anchors[-1][0])),
                      duration_b_s=float(data.get("duration_b_s", anchors[-1][1])))
         except (KeyError, TypeError, ValueError, IndexError) as exc:
-            raise ValueError(f"not a time map ({exc!r}): needs anchors [[time_a, time_b], ...]") from None
-        check_anchors(tm.anchors)
+            raise ConfigError(f"not a time map ({exc!r}): needs anchors [[time_a, time_b], ...]") from None
+        try:
+            check_anchors(tm.anchors)
+        except ValueError as exc:
+            raise ConfigError(f"not a usable time map: {exc}") from None
         return tm
 
 
