@@ -274,3 +274,14 @@ def test_tempo_curve_follows_a_drifting_performance():
     rel = np.abs(bpm / np.array(true_bpm) - 1)
     assert np.median(rel) < 0.05, np.median(rel)
     assert bpm.max() / bpm.min() > 1.1  # a curve, not one number
+
+
+def test_low_confidence_regions_are_merged_and_named():
+    from unbake.analysis.timemap import Region, low_confidence_lines
+
+    conf = [0.9, 0.3, 0.2, 0.8, 0.1]
+    regions = tuple(Region(4.0 * i + 38, 4.0 * i + 42, c) for i, c in enumerate(conf))
+    tm = TimeMap(anchors=((0.0, 0.0), (60.0, 60.0)), semitones=0, confidence=0.3, regions=regions,
+                 duration_a_s=60.0, duration_b_s=60.0)
+    assert low_confidence_lines(tm) == ["0:42–0:50: low confidence (0.25)", "0:54–0:58: low confidence (0.10)"]
+    assert [r.start_s for r in tm.low_confidence(0.15)] == [54.0]
