@@ -294,8 +294,9 @@ def test_cli_analyze_json_and_match(tmp_path):
     assert res.exit_code == 0, res.output
     import re
 
-    rate = float(re.search(r"stretch B by ([0-9.]+)", res.stdout).group(1))
+    rate = float(re.search(r"\(rate ([0-9.]+)", res.stdout).group(1))
     assert rate == pytest.approx(1.2, abs=0.02)
+    assert res.stdout.count("stretch") == 1 and res.stdout.count("rate") == 1  # said once, one wording
     res = runner.invoke(app, ["analyze", str(tmp_path / "missing.wav")])
     assert res.exit_code == 1
 
@@ -318,3 +319,45 @@ def test_a_drone_has_no_tempo_and_cannot_be_matched():
     assert np.isnan(result.bpm) and result.to_dict()["bpm"] is None
     with pytest.raises(TransformError, match="B has no steady beat"):
         match((120.0, parse_key("C major")), result)
+
+
+def test_cli_analyze_json_has_tempo_curve_and_downbeats(tmp_path):
+    from typer.testing import CliRunner
+
+    from unbake.audio import write_audio
+    from unbake.cli import app
+
+    a = write_audio(tmp_path / "a.wav", drum_loop(120, 8.0)[None], SR)
+    res = CliRunner().invoke(app, ["analyze", str(a), "--json"])
+    assert res.exit_code == 0, res.output
+    data = json.loads(res.stdout)
+    bpms = [b for _, b in data["tempo_curve"]]
+    assert len(bpms) >= 8 and np.median(bpms) == pytest.approx(120, rel=0.03)
+    times = [t for t, _ in data["tempo_curve"]]
+    assert times == sorted(times) and 0 < times[0] < times[-1] < 8.0
+    # kick on beats 1 and 3: a downbeat every fourth beat, each one a beat
+    down = data["downbeats"]
+    assert len(down) >= 3 and np.allclose(np.diff(down), 2.0, atol=0.05)
+    assert all(min(abs(d - b) for b in data["beats"]) < 1e-6 for d in down)
+
+
+def test_analyze_and_mashup_give_one_answer_for_one_file(tmp_path):
+    from typer.testing import CliRunner
+
+    from unbake.audio import write_audio
+    from unbake.cli import app
+    from unbake.mashup import Mashup, MashupProject
+    from unbake.stems import StemSet
+
+    sr = 44100
+    beat = drum_loop(120, 6.0, sr=sr)
+    song = 0.3 * beat + np.tile(progression(62, True, sr), 2)[: beat.size]
+    path = write_audio(tmp_path / "song.wav", np.stack([song, song]), sr)
+    res = CliRunner().invoke(app, ["analyze", str(path), "--json"])
+    cli = json.loads(res.stdout)
+    # the mash-up has the song's (here: made-up) stems in memory; its analysis is still the file's
+    stems = StemSet({"drums": np.stack([beat, beat]) * 0.3, "other": np.stack([song, song]) * 0.0 + 0.01}, sr)
+    job = Mashup(MashupProject.parse({"songs": {"s": str(path)}, "tracks": [{"stem": "s:drums"}]}),
+                 stems={"s": stems})
+    found = job.analysis("s").to_dict()
+    assert found == {k: cli[k] for k in found}

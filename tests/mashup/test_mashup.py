@@ -267,3 +267,73 @@ def test_align_beats_finds_a_known_delay(tmp_path):
     job.render()
     assert job.placements[1]["offset_s"] == pytest.approx(-0.1, abs=0.010)
     assert re.search(r"offset -0\.(09\d|10\d) s \(align: beats\)", job.notes[1])
+
+
+# ------------------------------------------------------------------------------ sync, warp, bars
+
+
+def test_sync_warp_and_bars_validation(clicks_song):
+    songs = {"a": str(clicks_song), "b": str(clicks_song)}
+    cases = [
+        ({"stem": "a:click", "sync": "c"}, r"tracks\[0\]\.sync: no song 'c'"),
+        ({"stem": "a:click", "sync": "a"}, r"tracks\[0\]\.sync: a song cannot follow itself"),
+        ({"stem": "a:click", "sync": "b", "to_bpm": 100}, r"tracks\[0\]\.to_bpm: does not combine with `sync`"),
+        ({"stem": "a:click", "sync": "b", "warp": {"to_bpm": 100}}, r"tracks\[0\]\.warp: give either"),
+        ({"stem": "a:click", "warp": {"bpm": 100}}, r"tracks\[0\]\.warp"),
+        ({"stem": "a:click", "sections": [{"bars": "3-4"}]}, r"tracks\[0\]\.sections: `bars` needs"),
+        ({"stem": "a:click", "sync": "b", "sections": [{"bars": "4-3"}]}, r"sections\[0\]\.bars: bars count from 1"),
+        ({"stem": "a:click", "sync": "b", "sections": [{"bars": "x"}]}, r"sections\[0\]\.bars: must be a bar"),
+    ]
+    for track, message in cases:
+        with pytest.raises(ConfigError, match=message):
+            parse({"songs": songs, "tracks": [track, {"stem": "b:pad"}]})
+
+
+@pytest.fixture(scope="module")
+def cover_songs(tmp_path_factory):
+    """Song b: a tune on piano at a steady 100 BPM (stems band); song a: the same tune sung
+    ('vocals', another timbre) 3 semitones up with rubato, a fermata and a rushed phrase."""
+    pytest.importorskip("librosa")
+    from test_sync import SR as SYNC_SR, render, rubato, score, steady
+
+    root = tmp_path_factory.mktemp("cover")
+    notes = score()
+    b = render(notes, steady(100, 0.5), timbre="piano")
+    a = render(notes, rubato(100, seed=1), timbre="reed", transpose=3, seed=5)
+    StemSet({"band": np.stack([b, b])}, SYNC_SR).save(root / "b")
+    StemSet({"vocals": np.stack([a, a])}, SYNC_SR).save(root / "a")
+    return root, SYNC_SR
+
+
+@pytest.mark.slow
+def test_project_sync_places_bars_at_the_target_bar(cover_songs):
+    import librosa
+
+    root, sr = cover_songs
+    data = {"songs": {"a": str(root / "a"), "b": str(root / "b")},
+            "tracks": [{"stem": "a:vocals", "sync": "b", "channel": "left", "sections": [{"bars": "3-4"}]},
+                       {"stem": "b:band", "channel": "right"}]}
+    job = Mashup(parse(data))
+    out = job.render(mastering=False)
+    assert "synced to b" in job.notes[0] and "shift -3 semitones" in job.notes[0]
+    bar3_s, bar5_s = 0.5 + 8 * 0.6, 0.5 + 16 * 0.6  # b: 100 BPM from 0.5 s, 4 beats a bar
+    left = np.abs(out[0])
+    on = np.flatnonzero(left > 1e-4)
+    assert on[0] / sr == pytest.approx(bar3_s, abs=0.020) and on[-1] / sr == pytest.approx(bar5_s, abs=0.020)
+    # the notes of A's bars 3-4 sound on B's beats there
+    found = librosa.onset.onset_detect(y=out[0], sr=sr, hop_length=128, units="time")
+    beats = bar3_s + 0.6 * np.arange(8)
+    err = np.array([np.min(np.abs(found - t)) for t in beats])
+    assert np.median(err) <= 0.030, err
+
+
+@pytest.mark.slow
+def test_project_warp_to_a_grid_renders_bars_from_zero(cover_songs):
+    root, sr = cover_songs
+    data = {"songs": {"a": str(root / "a")},
+            "tracks": [{"stem": "a:vocals", "warp": {"to_bpm": 120}, "sections": [{"bars": 2}]}]}
+    job = Mashup(parse(data))
+    out = job.render(mastering=False)
+    on = np.flatnonzero(np.abs(out[0]) > 1e-4)
+    assert on[0] / sr == pytest.approx(2.0, abs=0.005) and on[-1] / sr == pytest.approx(4.0, abs=0.005)
+    assert "120 BPM grid" in job.notes[0]

@@ -6,6 +6,7 @@ from .app import app
 from . import separate_cmd  # noqa: E402,F401
 from . import eval_cmd  # noqa: E402,F401
 from . import mashup_cmd  # noqa: E402,F401
+from . import sync_cmd  # noqa: E402,F401
 from . import train_cmd  # noqa: E402,F401
 from . import remix_cmd  # noqa: E402,F401
 from . import studio_cmd  # noqa: E402,F401

@@ -65,7 +65,10 @@ def _stems_file(path: Path):
 
 def _analyse(path: Path, stem, model, prior_bpm, bpm_range):
     from ..analysis import analyze
+    from ..analysis.analyze import analyze_file
 
+    if stem is None and model is None:
+        return analyze_file(path, prior_bpm=prior_bpm, bpm_range=bpm_range)  # what `unbake mashup` uses too
     audio, sr, key_audio = _load_for_analysis(path, stem, model)
     return analyze(audio, sr, prior_bpm=prior_bpm, bpm_range=bpm_range, key_audio=key_audio)
 
@@ -112,9 +115,9 @@ def analyze(
     _print_analysis(file, stem, a)
     if plan is not None:
         _print_analysis(match_with, stem, b)
-        out.print(f"match (B = {match_with.name} to A = {file.name}):", highlight=False)
-        out.print(f"  stretch B by {plan.rate:.4f}, shift B by {plan.semitones:+d} semitones", highlight=False)
-        out.print(f"  {plan.explanation}", highlight=False, soft_wrap=True)
+        # the explanation names the stretch (with its rate) and the shift: said once, one wording
+        out.print(f"match (B = {match_with.name} to A = {file.name}): {plan.explanation}",
+                  highlight=False, soft_wrap=True)
 
 
 def _print_analysis(path: Path, stem, a) -> None:

@@ -1,3 +1,7 @@
+        # sync: b                   # or follow song b's timeline (unbake sync's time map; its key
+        #                           #   shift unless semitones is a number), or warp: {to_bpm: 120}
+        #                           #   (beats onto a steady grid); sections may then name bars
+        #                           #   of that timeline: - {bars: 17-24}
 """Mash-ups: stems of several songs, stretched and shifted to one tempo and key, placed on one
 timeline (whole, or section by section), routed, mixed and mastered; the YAML project format.
 
@@ -47,6 +51,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, ClassVar, Mapping
@@ -54,11 +59,11 @@ from typing import Annotated, Any, ClassVar, Mapping
 import numpy as np
 from pydantic import BeforeValidator, Field, PrivateAttr, ValidationInfo, model_validator
 
-from .._schema import (ConfigModel, FilePath, Flag, Items, Number, Text, Time, describe, format_time, internal,
-                       invalid, join, load_settings_file, validate)
+from .._schema import (ConfigModel, FilePath, Flag, Items, Number, Text, Time, ValueType, describe, format_time,
+                       internal, invalid, join, load_settings_file, validate)
 from ..analysis.analyze import Analysis, Key, analyze_stems, parse_key
 from ..analysis.transforms import MAX_RATE, MAX_SEMITONES, MIN_RATE, MatchPlan, match, stretch_and_shift
-from ..errors import AudioError, ConfigError
+from ..errors import AudioError, ConfigError, UnbakeError
 from ..remix.master import master
 from ..remix.mixer import TrackSettings, render_track, to_stereo
 from ..remix.schema import MasterSettings, OutputSettings
@@ -123,18 +128,72 @@ class SongSpec(ConfigModel):
         return str(self.stems if self.stems is not None else self.path)
 
 
-class Section(ConfigModel):
-    """``from_s``..``to_s`` in source time; ``at_s`` on the timeline (None: after the previous)."""
+class _Bars(ValueType):
+    """``17-24``, ``17`` or ``[17, 24]``: the first and last bar, counted from 1."""
 
-    from_s: Annotated[float, Time()] = Field(alias="from", description="source time")
-    to_s: Annotated[float, Time()] = Field(alias="to", description="source time")
+    json: ClassVar[dict] = {"type": ["string", "integer", "array"], "examples": ["17-24"]}
+
+    def check(self, value: Any, info: ValidationInfo | None = None) -> tuple[int, int]:
+        try:
+            if isinstance(value, bool):
+                raise ValueError
+            if isinstance(value, int):
+                first = last = value
+            elif isinstance(value, (list, tuple)) and len(value) == 2:
+                first, last = int(value[0]), int(value[1])
+            else:
+                a, _, b = str(value).partition("-")
+                first, last = int(a), int(b or a)
+        except (TypeError, ValueError):
+            raise invalid(f"must be a bar or a range of bars like 17-24, got {value!r}") from None
+        if not 1 <= first <= last:
+            raise invalid(f"bars count from 1 and the range must not run backwards, got {value!r}")
+        return first, last
+
+
+class Section(ConfigModel):
+    """``from_s``..``to_s`` in source time, or ``bars`` of the timeline a ``sync``/``warp`` track
+    follows; ``at_s`` on the timeline (None: after the previous section, or at the bar)."""
+
+    from_s: Annotated[float, Time()] | None = Field(None, alias="from", description="source time")
+    to_s: Annotated[float, Time()] | None = Field(None, alias="to", description="source time")
     at_s: TimelineTime | None = Field(None, alias="at", description="timeline time (default: after the previous)")
+    bars: Annotated[tuple[int, int], _Bars()] | None = Field(
+        None, description="bars of the followed timeline, e.g. 17-24 (tracks with sync or warp)")
 
     @model_validator(mode="after")
     def _ordered(self) -> "Section":
+        if self.bars is not None:
+            for key, value in (("from", self.from_s), ("to", self.to_s)):
+                if value is not None:
+                    raise invalid("give either bars or from/to, not both", key)
+            return self
+        for key, value in (("from", self.from_s), ("to", self.to_s)):
+            if value is None:
+                raise invalid("is required", key)
         if self.to_s <= self.from_s:
             raise invalid(f"must be after `from` ({self.from_s:g} s), got {self.to_s:g} s", "to")
         return self
+
+    @classmethod
+    def on_timeline(cls, from_s: float, to_s: float, at_s: float | None) -> "Section":
+        """A section computed by the renderer (already checked): no validation."""
+        return cls.model_construct(from_s=from_s, to_s=to_s, at_s=at_s, bars=None)
+
+
+class Warp(ConfigModel):
+    """``warp:``: the track's beats onto a steady grid (``unbake warp``)."""
+
+    to_bpm: Bpm = Field(description="the grid's tempo")
+
+
+@dataclass(frozen=True)
+class Follow:
+    """A track that plays on another timeline: ``sync`` (a song's name) or ``to_bpm`` (a grid)."""
+
+    sync: str | None = None
+    to_bpm: float | None = None
+    semitones_from_map: bool = True
 
 
 class TrackSpec(TrackSettings):
@@ -159,6 +218,8 @@ class TrackSpec(TrackSettings):
     align: Annotated[str, Text(ALIGN_CHOICES)] | None = None
     sections: Annotated[list[Section], Items("must be a non-empty list of {from, to, at}", non_empty=True)] | None = None
     channel: Annotated[str, Text(CHANNELS)] | None = None
+    sync: Annotated[str, Text()] | None = Field(None, description="follow this song's timeline (unbake sync's time map)")
+    warp: Warp | None = Field(None, description="beats onto a steady grid: {to_bpm: 120}")
     where: str = internal("")
     song: str = internal("")
     stems: tuple[str, ...] = internal(())
@@ -173,7 +234,33 @@ class TrackSpec(TrackSettings):
             raise invalid(f"empty stem name in {self.stem!r}", "stem")
         self.song, self.stems = song, stems
         self.sections = self.sections or []
+        self._check_follow()
         return self
+
+    def _check_follow(self) -> None:
+        if self.sync is None and self.warp is None:
+            if any(sec.bars is not None for sec in self.sections):
+                raise invalid("`bars` needs a timeline with bars: give the track `sync: <song>` "
+                              "or `warp: {to_bpm: ...}`", "sections")
+            return
+        if self.sync is not None and self.warp is not None:
+            raise invalid("give either sync (another song's timeline) or warp (a grid), not both", "warp")
+        key = "sync" if self.sync is not None else "warp"
+        for other in ("stretch", "to_bpm", "align"):
+            if getattr(self, other) is not None:
+                raise invalid(f"does not combine with `{key}`, which sets the track's timing", other)
+        if self.sync == self.song:
+            raise invalid("a song cannot follow itself", "sync")
+
+    @property
+    def follow(self) -> Follow | None:
+        """The timeline this track plays on, when it has ``sync`` or ``warp``."""
+        if self.sync is not None:
+            given = "semitones" in self.model_fields_set and isinstance(self.semitones, (int, float))
+            return Follow(sync=self.sync, semitones_from_map=not given)
+        if self.warp is not None:
+            return Follow(to_bpm=self.warp.to_bpm, semitones_from_map=False)
+        return None
 
     @property
     def strip(self) -> TrackSettings:
@@ -224,6 +311,8 @@ class MashupProject(ConfigModel):
             t.where = join("tracks", i)
             if t.song not in self.songs:
                 raise invalid(f"no song {t.song!r}; the songs are {', '.join(self.songs)}", ("tracks", i, "stem"))
+            if t.sync is not None and t.sync not in self.songs:
+                raise invalid(f"no song {t.sync!r}; the songs are {', '.join(self.songs)}", ("tracks", i, "sync"))
         if self.reference is None:
             for t in self.tracks:
                 if t.uses_auto:
@@ -259,16 +348,23 @@ def load_song(spec: SongSpec) -> StemSet:
     return separate_cached(spec.path, spec.model)
 
 
-def song_analysis(stems: StemSet, *, bpm: float | None = None, key: Key | None = None) -> Analysis:
+def song_analysis(stems: StemSet, *, bpm: float | None = None, key: Key | None = None,
+                  path: Path | None = None) -> Analysis:
     """Tempo and beats from the full mix, key from the mix without drums (when there is a
-    ``drums`` stem and something else); ``bpm``/``key`` given by the user win."""
-    found = analyze_stems(dict(stems.items()), stems.sample_rate)
+    ``drums`` stem and something else); ``bpm``/``key`` given by the user win. With the song's
+    ``path`` the analysis is :func:`unbake.analysis.analyze.analyze_file`'s, the same as
+    ``unbake analyze`` gives for that file."""
+    if path is not None:
+        from ..analysis.analyze import analyze_file
+
+        found = analyze_file(path)
+    else:
+        found = analyze_stems(dict(stems.items()), stems.sample_rate)
     if bpm is None and key is None:
         return found
-    return Analysis(bpm=bpm if bpm is not None else found.bpm, beats_s=found.beats_s,
-                    key=key if key is not None else found.key,
-                    key_confidence=1.0 if key is not None else found.key_confidence,
-                    duration_s=found.duration_s, key_scores=found.key_scores)
+    return dataclasses.replace(found, bpm=bpm if bpm is not None else found.bpm,
+                               key=key if key is not None else found.key,
+                               key_confidence=1.0 if key is not None else found.key_confidence)
 
 
 @dataclass
@@ -310,7 +406,8 @@ class Mashup:
     def analysis(self, song: str) -> Analysis:
         if song not in self.analyses:
             spec = self.project.songs[song]
-            self.analyses[song] = song_analysis(self.stems(song), bpm=spec.bpm, key=spec.key)
+            self.analyses[song] = song_analysis(self.stems(song), bpm=spec.bpm, key=spec.key,
+                                                path=spec.stems if spec.stems is not None else spec.path)
         return self.analyses[song]
 
     @property
@@ -339,6 +436,8 @@ class Mashup:
         return to_stereo(_at_rate(audio, stems.sample_rate, self.sample_rate))
 
     def _plan(self, track: TrackSpec) -> _Plan:
+        if track.follow is not None:
+            return self._follow_plan(track)
         where = track.where
         notes = []
         rate = 1.0
@@ -369,6 +468,8 @@ class Mashup:
         return _Plan(rate, semitones, "; ".join(notes))
 
     def _transformed_audio(self, track: TrackSpec, plan: _Plan, *, whole_song: bool = False) -> np.ndarray:
+        if track.follow is not None:
+            return self._follow_audio(track, plan)
         stems = (MIX_STEM,) if whole_song else track.stems
         key = (track.song, stems, plan.rate, 0.0 if whole_song else plan.semitones,
                track.preserve_formants and not whole_song)
@@ -392,7 +493,8 @@ class Mashup:
         out = []
         duration_s = audio.shape[1] / sr * plan.rate  # source duration
         cursor = track.start_s
-        for i, sec in enumerate(track.sections):
+        sections = self._follow_sections(track) if track.follow is not None else track.sections
+        for i, sec in enumerate(sections):
             w = join(join(track.where, "sections"), i)
             if sec.from_s >= duration_s:
                 raise ConfigError(f"{join(w, 'from')}: {sec.from_s:g} s is after the end of song "
@@ -406,6 +508,97 @@ class Mashup:
             out.append((int(round(at * sr)), _fade(audio[:, a:b], fade)))
             cursor = at + (b - a) / sr
         return out
+
+    # -- tracks on another timeline (sync, warp): see `Follow`
+    def _time_map(self, song: str, target: str):
+        from ..analysis.timemap import require_confidence, time_map
+
+        key = ("map", song, target)
+        if key not in self._transformed:
+            a, b = self.stems(song), self.stems(target)
+            tm = time_map(a.mixture(), b.mixture(), a.sample_rate, b.sample_rate)
+            try:
+                require_confidence(tm)
+            except UnbakeError as exc:
+                raise ConfigError(f"sync: {song} -> {target}: {exc}") from None
+            self._transformed[key] = tm
+        return self._transformed[key]
+
+    def _follow_plan(self, track: TrackSpec) -> _Plan:
+        from ..analysis.timemap import low_confidence_lines
+
+        f = track.follow
+        if f.sync is not None:
+            tm = self._time_map(track.song, f.sync)
+            semitones = float(tm.semitones) if f.semitones_from_map else float(track.semitones)
+            weak = low_confidence_lines(tm)
+            note = (f"synced to {f.sync} (time map confidence {tm.confidence:.2f}, shift {semitones:+g} semitones)"
+                    + (": " + "; ".join(weak) if weak else ""))
+            return _Plan(1.0, semitones, note)
+        semitones = float(self.match_plan(track.song).semitones) if track.semitones == AUTO else float(track.semitones)
+        return _Plan(1.0, semitones, f"beats warped onto a {f.to_bpm:g} BPM grid"
+                     + (f", shift {semitones:+g} semitones" if semitones else ""))
+
+    def _follow_anchors(self, track: TrackSpec) -> tuple[tuple[float, float], ...]:
+        from ..analysis.warp import grid_map
+
+        f = track.follow
+        if f.sync is not None:
+            return self._time_map(track.song, f.sync).anchors
+        key = ("grid", track.song, f.to_bpm)
+        if key not in self._transformed:
+            s = self.stems(track.song)
+            mix = to_stereo(_at_rate(s.mixture(), s.sample_rate, self.sample_rate))
+            try:
+                self._transformed[key] = grid_map(mix, self.sample_rate, f.to_bpm)
+            except UnbakeError as exc:
+                raise ConfigError(f"{join(track.where, 'warp')}: {exc}") from None
+        return self._transformed[key]
+
+    def _follow_audio(self, track: TrackSpec, plan: _Plan) -> np.ndarray:
+        from ..analysis.warp import warp
+
+        key = ("follow", track.song, track.stems, track.follow, plan.semitones, track.preserve_formants)
+        if key not in self._transformed:
+            length_s = None
+            if track.follow.sync is not None:
+                length_s = self._time_map(track.song, track.follow.sync).duration_b_s
+            self._transformed[key] = warp(self._source(track), self.sample_rate, self._follow_anchors(track),
+                                          semitones=plan.semitones, preserve_formants=track.preserve_formants,
+                                          length_s=length_s)
+        return self._transformed[key]
+
+    def _follow_sections(self, track: TrackSpec) -> list[Section]:
+        """Sections on the target timeline: bars of the target (placed at that bar unless
+        ``at``), seconds of the track's own song carried through the map."""
+        anchors = np.asarray(self._follow_anchors(track), float)
+        out = []
+        for i, sec in enumerate(track.sections):
+            if sec.bars is None:
+                lo, hi = np.interp([sec.from_s, sec.to_s], anchors[:, 0], anchors[:, 1])
+                out.append(Section.on_timeline(float(lo), float(hi), sec.at_s))
+                continue
+            starts = self._bar_starts(track, sec.bars[1] + 1)
+            first, last = sec.bars
+            if first > len(starts) - 1:
+                raise ConfigError(f"{join(join(join(track.where, 'sections'), i), 'bars')}: the target has "
+                                  f"{len(starts) - 1} bars, not {first}")
+            lo, hi = starts[first - 1], starts[min(last, len(starts) - 1)]
+            out.append(Section.on_timeline(lo, hi, sec.at_s if sec.at_s is not None else track.start_s + lo))
+        return out
+
+    def _bar_starts(self, track: TrackSpec, count: int) -> list[float]:
+        """Start times of bars 1..count-1 and the end of the last (one more than the bars)."""
+        f = track.follow
+        if f.to_bpm is not None:
+            return [k * 4 * 60.0 / f.to_bpm for k in range(count)]
+        down = list(self.analysis(f.sync).downbeats_s)
+        if len(down) < 2:
+            raise ConfigError(f"{join(track.where, 'sections')}: no bars found in song {f.sync!r}")
+        bar = float(np.median(np.diff(down)))
+        while len(down) < count:
+            down.append(down[-1] + bar)  # past the last found downbeat: whole bars of the median length
+        return down
 
     def render(self, *, mastering: bool = True) -> np.ndarray:
         """The mash-up ``(2, t)`` float32 at :attr:`sample_rate`. Problems found only with the
