@@ -651,19 +651,20 @@ def _token_norm(group_norm: int | bool, dim: int) -> nn.Module:
     return TokenGroupNorm(int(group_norm), dim) if group_norm else nn.LayerNorm(dim)
 
 
-class SelfAttentionLayer(nn.Module):
-    """Transformer encoder layer (self-attention + GELU feed-forward, LayerScale on both
-    residuals, optional GroupNorm over all tokens at the end), ``(b, n, c) -> (b, n, c)``."""
+class _AttentionLayer(nn.Module):
+    """What the self- and cross-attention layers share: the attention module (registered first,
+    under the checkpoint's name), the GELU feed-forward, ``norms`` token norms, the optional
+    output GroupNorm and LayerScale on both residuals."""
 
-    def __init__(self, dim: int, heads: int, hidden: int, *, norm_first: bool, norm_out: int | bool,
-                 group_norm: int | bool, layer_scale: bool, gelu: bool) -> None:
+    def __init__(self, attn_name: str, dim: int, heads: int, hidden: int, *, norms: int, norm_first: bool,
+                 norm_out: int | bool, group_norm: int | bool, layer_scale: bool, gelu: bool) -> None:
         super().__init__()
-        self.self_attn = MultiheadAttention(dim, heads)
+        setattr(self, attn_name, MultiheadAttention(dim, heads))
         self.linear1 = nn.Linear(dim, hidden)
         self.linear2 = nn.Linear(hidden, dim)
         self.norm_first = norm_first
-        self.norm1 = _token_norm(group_norm, dim)
-        self.norm2 = _token_norm(group_norm, dim)
+        for i in range(1, norms + 1):
+            setattr(self, f"norm{i}", _token_norm(group_norm, dim))
         self.norm_out = TokenGroupNorm(int(norm_out), dim) if norm_first and norm_out else None
         self.gamma_1 = LayerScale(dim, 1e-4, channel_last=True) if layer_scale else nn.Identity()
         self.gamma_2 = LayerScale(dim, 1e-4, channel_last=True) if layer_scale else nn.Identity()
@@ -671,6 +672,14 @@ class SelfAttentionLayer(nn.Module):
 
     def _ff(self, x: torch.Tensor) -> torch.Tensor:
         return self.linear2(self.activation(self.linear1(x)))
+
+
+class SelfAttentionLayer(_AttentionLayer):
+    """Transformer encoder layer (self-attention + GELU feed-forward, LayerScale on both
+    residuals, optional GroupNorm over all tokens at the end), ``(b, n, c) -> (b, n, c)``."""
+
+    def __init__(self, dim: int, heads: int, hidden: int, **options) -> None:
+        super().__init__("self_attn", dim, heads, hidden, norms=2, **options)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.norm_first:
@@ -684,27 +693,12 @@ class SelfAttentionLayer(nn.Module):
         return x
 
 
-class CrossAttentionLayer(nn.Module):
+class CrossAttentionLayer(_AttentionLayer):
     """Like :class:`SelfAttentionLayer` but the queries ``(b, n, c)`` attend to the other
     branch's tokens ``(b, m, c)``."""
 
-    def __init__(self, dim: int, heads: int, hidden: int, *, norm_first: bool, norm_out: int | bool,
-                 group_norm: int | bool, layer_scale: bool, gelu: bool) -> None:
-        super().__init__()
-        self.cross_attn = MultiheadAttention(dim, heads)
-        self.linear1 = nn.Linear(dim, hidden)
-        self.linear2 = nn.Linear(hidden, dim)
-        self.norm_first = norm_first
-        self.norm1 = _token_norm(group_norm, dim)
-        self.norm2 = _token_norm(group_norm, dim)
-        self.norm3 = _token_norm(group_norm, dim)
-        self.norm_out = TokenGroupNorm(int(norm_out), dim) if norm_first and norm_out else None
-        self.gamma_1 = LayerScale(dim, 1e-4, channel_last=True) if layer_scale else nn.Identity()
-        self.gamma_2 = LayerScale(dim, 1e-4, channel_last=True) if layer_scale else nn.Identity()
-        self.activation = F.gelu if gelu else F.relu
-
-    def _ff(self, x: torch.Tensor) -> torch.Tensor:
-        return self.linear2(self.activation(self.linear1(x)))
+    def __init__(self, dim: int, heads: int, hidden: int, **options) -> None:
+        super().__init__("cross_attn", dim, heads, hidden, norms=3, **options)
 
     def forward(self, q: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
         if self.norm_first:

@@ -8,7 +8,8 @@ those files loads with ``strict=True``. Axes: ``b`` batch, ``n`` sequence (frame
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from dataclasses import dataclass
+from typing import Any, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -343,3 +344,95 @@ def stem_names(arch: str, num_stems: int, opts: dict) -> tuple[tuple[str, ...], 
                               "single-target model")
         return instruments, None
     return tuple(f"stem{i}" for i in range(num_stems)), None
+
+
+@dataclass(frozen=True)
+class RoformerConfig:
+    """What defines both RoFormers; each architecture's config adds its band layout.
+    ``sources`` are the output stem names."""
+
+    dim: int
+    depth: int
+    stereo: bool = False
+    num_stems: int = 1
+    time_transformer_depth: int = 2
+    freq_transformer_depth: int = 2
+    linear_transformer_depth: int = 0
+    dim_head: int = 64
+    heads: int = 8
+    stft_n_fft: int = 2048
+    stft_hop_length: int = 512
+    stft_win_length: int = 2048
+    stft_normalized: bool = False
+    mask_estimator_depth: int = 2
+    mlp_expansion_factor: int = 4
+    skip_connection: bool = False
+    zero_dc: bool = False
+    sources: tuple[str, ...] = ("stem0",)
+    target_instrument: str | None = None
+    samplerate: int = 44100
+    segment_samples: int | None = None
+    track_normalize: bool = False
+
+
+def config_kwargs(arch: str, ref: dict, opts: dict, samplerate: int = 44100) -> dict[str, Any]:
+    """The :class:`RoformerConfig` fields from the MSST ``model:`` kwargs ``ref`` and our options
+    ``opts`` (see :func:`split_kwargs`); ``samplerate`` when the options name none."""
+    from ..errors import ConfigError
+
+    if ref["stft_window_fn"] is not None or ref["multi_stft_window_fn"] is not None:
+        raise ConfigError(f"{arch}: custom window functions cannot come from a config file")
+    sources, target = stem_names(arch, int(ref["num_stems"]), opts)
+    return dict(
+        dim=int(ref["dim"]), depth=int(ref["depth"]), stereo=bool(ref["stereo"]),
+        num_stems=int(ref["num_stems"]),
+        time_transformer_depth=int(ref["time_transformer_depth"]),
+        freq_transformer_depth=int(ref["freq_transformer_depth"]),
+        linear_transformer_depth=int(ref["linear_transformer_depth"]),
+        dim_head=int(ref["dim_head"]), heads=int(ref["heads"]),
+        stft_n_fft=int(ref["stft_n_fft"]), stft_hop_length=int(ref["stft_hop_length"]),
+        stft_win_length=int(ref["stft_win_length"]), stft_normalized=bool(ref["stft_normalized"]),
+        mask_estimator_depth=int(ref["mask_estimator_depth"]),
+        mlp_expansion_factor=int(ref["mlp_expansion_factor"]),
+        skip_connection=bool(ref["skip_connection"]), zero_dc=bool(ref["zero_dc"]),
+        sources=sources, target_instrument=target,
+        samplerate=int(opts.get("samplerate", samplerate)),
+        segment_samples=int(opts["segment_samples"]) if "segment_samples" in opts else None,
+        track_normalize=bool(opts.get("track_normalize", False)),
+    )
+
+
+class RoformerBase(nn.Module):
+    """The separation contract both RoFormers carry (what the engine reads), set from the
+    config; and the STFT settings and input check their ``forward`` share."""
+
+    arch = "roformer"
+
+    def __init__(self, config: RoformerConfig):
+        super().__init__()
+        from ..errors import ConfigError
+
+        cfg = config
+        if len(cfg.sources) != cfg.num_stems:
+            raise ConfigError(f"{self.arch}: {len(cfg.sources)} source names for {cfg.num_stems} stems")
+        self.config = cfg
+        self.sources = tuple(cfg.sources)
+        self.target_instrument = cfg.target_instrument
+        self.samplerate = int(cfg.samplerate)
+        self.audio_channels = 2 if cfg.stereo else 1
+        self.segment_samples = cfg.segment_samples or default_segment_samples(self.samplerate,
+                                                                              cfg.stft_hop_length)
+        self.max_segment_samples = None
+        self.track_normalize = bool(cfg.track_normalize)
+        self.register_buffer("window", torch.hann_window(cfg.stft_win_length), persistent=False)
+
+    def _stft_args(self, mix: torch.Tensor) -> dict[str, Any]:
+        """Check ``mix`` ``(b, c, t)`` and return the STFT settings for it."""
+        from ..errors import ChannelLayoutError
+
+        if mix.ndim != 3 or mix.shape[1] != self.audio_channels:
+            raise ChannelLayoutError(f"{self.arch} expects (batch, {self.audio_channels}, time), "
+                                     f"got {tuple(mix.shape)}")
+        cfg = self.config
+        return dict(n_fft=cfg.stft_n_fft, hop=cfg.stft_hop_length, win_length=cfg.stft_win_length,
+                    normalized=cfg.stft_normalized, window=self.window.to(mix.dtype))

@@ -13,10 +13,10 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..errors import ChannelLayoutError, ConfigError
+from ..errors import ConfigError
 from ._roformer_blocks import (
-    COMMON_OPTIONS, BandSplit, MaskEstimator, RMSNorm, build_layers, default_segment_samples,
-    istft_from_merged, run_layers, split_kwargs, stem_names, stft_features,
+    COMMON_OPTIONS, BandSplit, MaskEstimator, RMSNorm, RoformerBase, RoformerConfig, build_layers, config_kwargs,
+    istft_from_merged, run_layers, split_kwargs, stft_features,
 )
 
 DEFAULT_FREQS_PER_BANDS = (
@@ -44,56 +44,25 @@ REFERENCE_KWARGS: dict[str, Any] = {
 
 
 @dataclass(frozen=True)
-class BSRoformerConfig:
-    """Everything that defines a BS-RoFormer; ``sources`` are the output stem names."""
+class BSRoformerConfig(RoformerConfig):
+    """A BS-RoFormer: the shared RoFormer settings and its bands (bins per band, low to high)."""
 
-    dim: int
-    depth: int
-    stereo: bool = False
-    num_stems: int = 1
-    time_transformer_depth: int = 2
-    freq_transformer_depth: int = 2
-    linear_transformer_depth: int = 0
     freqs_per_bands: tuple[int, ...] = DEFAULT_FREQS_PER_BANDS
-    dim_head: int = 64
-    heads: int = 8
-    stft_n_fft: int = 2048
-    stft_hop_length: int = 512
-    stft_win_length: int = 2048
-    stft_normalized: bool = False
-    mask_estimator_depth: int = 2
-    mlp_expansion_factor: int = 4
-    skip_connection: bool = False
-    zero_dc: bool = False
-    sources: tuple[str, ...] = ("stem0",)
-    target_instrument: str | None = None
-    samplerate: int = 44100
-    segment_samples: int | None = None
-    track_normalize: bool = False
 
 
-class BSRoformer(nn.Module):
+class BSRoformer(RoformerBase):
     """``(b, c, t) -> (b, s, c, t)``: STFT, band split, axial transformers, one complex mask per
     stem, iSTFT back to exactly ``t`` samples. The stem axis is kept for one stem."""
 
+    arch = "bs_roformer"
+
     def __init__(self, config: BSRoformerConfig):
-        super().__init__()
+        super().__init__(config)
         cfg = config
-        self.config = cfg
         n_bins = cfg.stft_n_fft // 2 + 1
         if sum(cfg.freqs_per_bands) != n_bins:
             raise ConfigError(f"bs_roformer: freqs_per_bands sum to {sum(cfg.freqs_per_bands)}, "
                               f"the STFT (n_fft {cfg.stft_n_fft}) has {n_bins} bins")
-        if len(cfg.sources) != cfg.num_stems:
-            raise ConfigError(f"bs_roformer: {len(cfg.sources)} source names for {cfg.num_stems} stems")
-        self.sources = tuple(cfg.sources)
-        self.target_instrument = cfg.target_instrument
-        self.samplerate = int(cfg.samplerate)
-        self.audio_channels = 2 if cfg.stereo else 1
-        self.segment_samples = cfg.segment_samples or default_segment_samples(self.samplerate,
-                                                                              cfg.stft_hop_length)
-        self.max_segment_samples = None
-        self.track_normalize = bool(cfg.track_normalize)
 
         # BS-RoFormer's transformers have no output norm; one final norm follows the stack
         self.layers = build_layers(
@@ -110,17 +79,12 @@ class BSRoformer(nn.Module):
                           mlp_expansion_factor=cfg.mlp_expansion_factor)
             for _ in range(cfg.num_stems)
         )
-        self.register_buffer("window", torch.hann_window(cfg.stft_win_length), persistent=False)
 
     def forward(self, mix: torch.Tensor) -> torch.Tensor:
         """``mix`` ``(b, c, t)`` -> stems ``(b, s, c, t)``."""
-        if mix.ndim != 3 or mix.shape[1] != self.audio_channels:
-            raise ChannelLayoutError(f"bs_roformer expects (batch, {self.audio_channels}, time), "
-                                     f"got {tuple(mix.shape)}")
+        stft = self._stft_args(mix)
         cfg = self.config
         b, c, t = mix.shape
-        stft = dict(n_fft=cfg.stft_n_fft, hop=cfg.stft_hop_length, win_length=cfg.stft_win_length,
-                    normalized=cfg.stft_normalized, window=self.window.to(mix.dtype))
         spec = stft_features(mix, **stft)  # (b, f·c, n, 2)
         fc, frames = spec.shape[1], spec.shape[2]
         x = spec.transpose(1, 2).reshape(b, frames, fc * 2)
@@ -138,25 +102,6 @@ def from_reference_kwargs(kwargs: dict) -> BSRoformer:
     ``instruments``, ``target_instrument``, ``samplerate``, ``segment_samples``,
     ``track_normalize`` and ``zero_dc`` (default False)."""
     ref, opts = split_kwargs(kwargs, "bs_roformer", REFERENCE_KWARGS, COMMON_OPTIONS)
-    if ref["stft_window_fn"] is not None or ref["multi_stft_window_fn"] is not None:
-        raise ConfigError("bs_roformer: custom window functions cannot come from a config file")
-    sources, target = stem_names("bs_roformer", int(ref["num_stems"]), opts)
-    cfg = BSRoformerConfig(
-        dim=int(ref["dim"]), depth=int(ref["depth"]), stereo=bool(ref["stereo"]),
-        num_stems=int(ref["num_stems"]),
-        time_transformer_depth=int(ref["time_transformer_depth"]),
-        freq_transformer_depth=int(ref["freq_transformer_depth"]),
-        linear_transformer_depth=int(ref["linear_transformer_depth"]),
-        freqs_per_bands=tuple(int(f) for f in ref["freqs_per_bands"]),
-        dim_head=int(ref["dim_head"]), heads=int(ref["heads"]),
-        stft_n_fft=int(ref["stft_n_fft"]), stft_hop_length=int(ref["stft_hop_length"]),
-        stft_win_length=int(ref["stft_win_length"]), stft_normalized=bool(ref["stft_normalized"]),
-        mask_estimator_depth=int(ref["mask_estimator_depth"]),
-        mlp_expansion_factor=int(ref["mlp_expansion_factor"]),
-        skip_connection=bool(ref["skip_connection"]), zero_dc=bool(ref["zero_dc"]),
-        sources=sources, target_instrument=target,
-        samplerate=int(opts.get("samplerate", 44100)),
-        segment_samples=int(opts["segment_samples"]) if "segment_samples" in opts else None,
-        track_normalize=bool(opts.get("track_normalize", False)),
-    )
+    cfg = BSRoformerConfig(**config_kwargs("bs_roformer", ref, opts),
+                           freqs_per_bands=tuple(int(f) for f in ref["freqs_per_bands"]))
     return BSRoformer(cfg)

@@ -15,10 +15,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..errors import ChannelLayoutError, ConfigError
+from ..errors import ConfigError
 from ._roformer_blocks import (
-    COMMON_OPTIONS, BandSplit, MaskEstimator, build_layers, default_segment_samples,
-    istft_from_merged, run_layers, split_kwargs, stem_names, stft_features,
+    COMMON_OPTIONS, BandSplit, MaskEstimator, RoformerBase, RoformerConfig, build_layers, config_kwargs,
+    istft_from_merged, run_layers, split_kwargs, stft_features,
 )
 
 # Reference constructor kwargs (MSST ``MelBandRoformer``) and their defaults; ``...`` = required.
@@ -96,36 +96,15 @@ def mel_band_masks(sample_rate_hz: float, n_fft: int, num_bands: int) -> np.ndar
 
 
 @dataclass(frozen=True)
-class MelBandRoformerConfig:
-    """Everything that defines a Mel-Band RoFormer; ``sources`` are the output stem names."""
+class MelBandRoformerConfig(RoformerConfig):
+    """A Mel-Band RoFormer: the shared RoFormer settings and its mel bands."""
 
-    dim: int
-    depth: int
-    stereo: bool = False
-    num_stems: int = 1
-    time_transformer_depth: int = 2
-    freq_transformer_depth: int = 2
-    linear_transformer_depth: int = 0
     num_bands: int = 60
-    dim_head: int = 64
-    heads: int = 8
     mel_sample_rate: int = 44100
-    stft_n_fft: int = 2048
-    stft_hop_length: int = 512
-    stft_win_length: int = 2048
-    stft_normalized: bool = False
     mask_estimator_depth: int = 1
-    mlp_expansion_factor: int = 4
-    skip_connection: bool = False
-    zero_dc: bool = False
-    sources: tuple[str, ...] = ("stem0",)
-    target_instrument: str | None = None
-    samplerate: int = 44100
-    segment_samples: int | None = None
-    track_normalize: bool = False
 
 
-class MelBandRoformer(nn.Module):
+class MelBandRoformer(RoformerBase):
     """``(b, c, t) -> (b, s, c, t)``.
 
     Each band gathers the bins under one mel filter (neighbouring bands overlap); the mask values
@@ -135,21 +114,11 @@ class MelBandRoformer(nn.Module):
     ``hop · ⌊t / hop⌋`` samples unchanged and fills the tail from the same overlap-add.
     """
 
-    def __init__(self, config: MelBandRoformerConfig):
-        super().__init__()
-        cfg = config
-        self.config = cfg
-        if len(cfg.sources) != cfg.num_stems:
-            raise ConfigError(f"mel_band_roformer: {len(cfg.sources)} source names for {cfg.num_stems} stems")
-        self.sources = tuple(cfg.sources)
-        self.target_instrument = cfg.target_instrument
-        self.samplerate = int(cfg.samplerate)
-        self.audio_channels = 2 if cfg.stereo else 1
-        self.segment_samples = cfg.segment_samples or default_segment_samples(self.samplerate,
-                                                                              cfg.stft_hop_length)
-        self.max_segment_samples = None
-        self.track_normalize = bool(cfg.track_normalize)
+    arch = "mel_band_roformer"
 
+    def __init__(self, config: MelBandRoformerConfig):
+        super().__init__(config)
+        cfg = config
         bands = mel_band_masks(cfg.mel_sample_rate, cfg.stft_n_fft, cfg.num_bands)  # (k, f)
         ch = self.audio_channels
         # index tables built in numpy: they are fixed by the config, and this keeps them valid
@@ -177,17 +146,12 @@ class MelBandRoformer(nn.Module):
                           mlp_expansion_factor=cfg.mlp_expansion_factor)
             for _ in range(cfg.num_stems)
         )
-        self.register_buffer("window", torch.hann_window(cfg.stft_win_length), persistent=False)
 
     def forward(self, mix: torch.Tensor) -> torch.Tensor:
         """``mix`` ``(b, c, t)`` -> stems ``(b, s, c, t)``."""
-        if mix.ndim != 3 or mix.shape[1] != self.audio_channels:
-            raise ChannelLayoutError(f"mel_band_roformer expects (batch, {self.audio_channels}, time), "
-                                     f"got {tuple(mix.shape)}")
+        stft = self._stft_args(mix)
         cfg = self.config
         b, c, t = mix.shape
-        stft = dict(n_fft=cfg.stft_n_fft, hop=cfg.stft_hop_length, win_length=cfg.stft_win_length,
-                    normalized=cfg.stft_normalized, window=self.window.to(mix.dtype))
         spec = stft_features(mix, **stft)  # (b, f·c, n, 2)
         fc, frames = spec.shape[1], spec.shape[2]
         if fc != self.num_bins * c:
@@ -212,25 +176,6 @@ def from_reference_kwargs(kwargs: dict) -> MelBandRoformer:
     ``instruments``, ``target_instrument``, ``samplerate``, ``segment_samples``,
     ``track_normalize`` and ``zero_dc`` (default False)."""
     ref, opts = split_kwargs(kwargs, "mel_band_roformer", REFERENCE_KWARGS, COMMON_OPTIONS)
-    if ref["stft_window_fn"] is not None or ref["multi_stft_window_fn"] is not None:
-        raise ConfigError("mel_band_roformer: custom window functions cannot come from a config file")
-    sources, target = stem_names("mel_band_roformer", int(ref["num_stems"]), opts)
-    cfg = MelBandRoformerConfig(
-        dim=int(ref["dim"]), depth=int(ref["depth"]), stereo=bool(ref["stereo"]),
-        num_stems=int(ref["num_stems"]),
-        time_transformer_depth=int(ref["time_transformer_depth"]),
-        freq_transformer_depth=int(ref["freq_transformer_depth"]),
-        linear_transformer_depth=int(ref["linear_transformer_depth"]),
-        num_bands=int(ref["num_bands"]), dim_head=int(ref["dim_head"]), heads=int(ref["heads"]),
-        mel_sample_rate=int(ref["sample_rate"]),
-        stft_n_fft=int(ref["stft_n_fft"]), stft_hop_length=int(ref["stft_hop_length"]),
-        stft_win_length=int(ref["stft_win_length"]), stft_normalized=bool(ref["stft_normalized"]),
-        mask_estimator_depth=int(ref["mask_estimator_depth"]),
-        mlp_expansion_factor=int(ref["mlp_expansion_factor"]),
-        skip_connection=bool(ref["skip_connection"]), zero_dc=bool(ref["zero_dc"]),
-        sources=sources, target_instrument=target,
-        samplerate=int(opts.get("samplerate", ref["sample_rate"])),
-        segment_samples=int(opts["segment_samples"]) if "segment_samples" in opts else None,
-        track_normalize=bool(opts.get("track_normalize", False)),
-    )
+    cfg = MelBandRoformerConfig(**config_kwargs("mel_band_roformer", ref, opts, samplerate=int(ref["sample_rate"])),
+                                num_bands=int(ref["num_bands"]), mel_sample_rate=int(ref["sample_rate"]))
     return MelBandRoformer(cfg)
