@@ -31,16 +31,17 @@ from unbake.errors import AudioError, CheckpointError, DownloadError
 
 SRC_ROOT = Path(unbake.__file__).resolve().parents[1]  # the src folder this worktree's code runs from
 
-# Runs the CLI in a child process and reports the child's own peak resident memory.
+# Runs the CLI in a child process and reports the child's own peak resident memory: VmHWM, not
+# ru_maxrss, which on Linux keeps the peak of the (large) test process the child was forked from.
 _PEAK_RSS = """
-import resource, sys
+import sys
 from unbake.cli import app
 code = 0
 try:
     app(sys.argv[1:], prog_name="unbake")
 except SystemExit as exc:
     code = exc.code
-print("PEAK_RSS_KB", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, file=sys.stderr)
+print("PEAK_RSS_KB", int(next(line.split()[1] for line in open("/proc/self/status") if line.startswith("VmHWM:"))), file=sys.stderr)
 sys.exit(code)
 """
 

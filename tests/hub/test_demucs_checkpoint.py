@@ -155,7 +155,7 @@ class _HugeFraction:
 
 
 _PEAK_RSS = """
-import resource, sys
+import sys
 from unbake.errors import CheckpointError
 from unbake.hub import demucs_checkpoint
 try:
@@ -163,7 +163,8 @@ try:
     print("loaded")
 except CheckpointError as exc:
     print("refused:", exc)
-print("peak_mb", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+# VmHWM: the peak of this process alone (ru_maxrss keeps the forking parent's)
+print("peak_mb", int(next(line.split()[1] for line in open("/proc/self/status") if line.startswith("VmHWM:"))) / 1024)
 """
 
 
