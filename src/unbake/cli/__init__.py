@@ -9,6 +9,7 @@ from . import mashup_cmd  # noqa: E402,F401
 from . import train_cmd  # noqa: E402,F401
 from . import remix_cmd  # noqa: E402,F401
 from . import studio_cmd  # noqa: E402,F401
+from . import data_cmd  # noqa: E402,F401
 
 
 def main() -> None:

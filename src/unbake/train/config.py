@@ -39,6 +39,12 @@ class DataSection:
     valid_count: int = 10
     # a separate held-out folder; when set, no tracks are taken out of ``root``
     valid_root: str | None = None
+    # k-fold cross-validation: with folds > 0, track i of ``root`` (name order) is held out in
+    # fold i % folds, replacing the valid_every/valid_count rule
+    folds: int = 0
+    fold: int = 0
+    # folders of extra training-only tracks (e.g. a synthetic set from `unbake data synth`)
+    extra_roots: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -116,6 +122,8 @@ def config_from_dict(raw: dict, base_dir: str | os.PathLike | None = None) -> Tr
             data_raw[key] = path(data_raw[key])
     if "sources" in data_raw:
         data_raw["sources"] = tuple(data_raw["sources"])
+    if "extra_roots" in data_raw:
+        data_raw["extra_roots"] = tuple(path(p) for p in (data_raw["extra_roots"] or ()))
     optim_raw = dict(raw.get("optim") or {})
     if "betas" in optim_raw:
         optim_raw["betas"] = tuple(float(b) for b in optim_raw["betas"])
@@ -150,6 +158,8 @@ def _check(cfg: TrainConfig) -> None:
         raise ConfigError("optim.lr, optim.steps and optim.batch_size must be positive, warmup_steps >= 0")
     if not 0.0 <= o.min_lr_ratio <= 1.0:
         raise ConfigError("optim.min_lr_ratio must be in [0, 1]")
+    if cfg.data.folds < 0 or (cfg.data.folds and not 0 <= cfg.data.fold < cfg.data.folds):
+        raise ConfigError("data.folds must be >= 0 and data.fold in [0, folds)")
     if cfg.data.segment_s <= 0:
         raise ConfigError("data.segment_s must be positive")
     if cfg.run.threads < 0:
