@@ -360,3 +360,20 @@ def test_k_fold_split_and_extra_training_folders(tmp_path):
     assert [t.path.parent for t in trainer.train_tracks] == [tmp_path / "data"] * 2 + [extra] * 2
     with pytest.raises(ConfigError):
         config_from_dict(tiny_config(tmp_path, data__folds=3, data__fold=3))
+
+
+def test_export_state_tool_writes_a_loadable_checkpoint(tmp_path):
+    import unbake
+
+    Trainer(config_from_dict(tiny_config(tmp_path, optim__steps=2)), tmp_path / "run").fit()
+    dest = tmp_path / "shipped.pt"
+    proc = subprocess.run([sys.executable, str(REPO / "tools" / "export_state.py"), str(tmp_path / "run" / STATE_NAME),
+                           str(dest), "--selection", "last step", "--float32"], env=_cli_env(),
+                          capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    model = unbake.load_model(str(dest))
+    state = read_state(tmp_path / "run" / STATE_NAME)
+    assert_same_weights(weights(model), state["model"])
+    from unbake.hub.checkpoint import read_blob
+
+    assert read_blob(dest)["meta"]["selection"] == "last step" and read_blob(dest)["meta"]["step"] == 2
