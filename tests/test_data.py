@@ -288,3 +288,15 @@ def test_synth_renders_with_fluidsynth(tmp_path):
     for s in range(3):  # drums, bass, other: rendered, at the drawn level (-28 .. -20 dB RMS)
         rms_db = 20 * np.log10(np.sqrt(np.mean(arr[1 + s] ** 2)))
         assert -28.5 < rms_db < -19.5
+
+
+def test_cli_data_synth_refuses_bad_input(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1] / "src")}
+    proc = subprocess.run([sys.executable, "-m", "unbake", "data", "synth", str(tmp_path / "out"), "--count", "0",
+                           "--soundfont", __file__], capture_output=True, text=True, env=env)
+    assert proc.returncode != 0 and "count" in proc.stderr and "Traceback" not in proc.stderr
+    assert not (tmp_path / "out").exists()
