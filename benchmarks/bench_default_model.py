@@ -93,7 +93,8 @@ def cross_validation(run_dirs: list[str]) -> None:
     print(f"cross-validation over {len(rows)} folds (mean ± std of the folds' last validation):")
     for s in stems + ["mean"]:
         v = np.array([float(r[s]) for r in rows])
-        print(f"  {s:8s} {v.mean():6.2f} ± {v.std(ddof=1) if len(v) > 1 else 0.0:.2f} dB")
+        spread = f"± {v.std(ddof=1):.2f} dB" if len(v) > 1 else "dB (one fold: no spread)"
+        print(f"  {s:8s} {v.mean():6.2f} {spread}")
 
 
 def main() -> None:
