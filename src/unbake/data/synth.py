@@ -128,7 +128,7 @@ def _drums(rng: np.random.Generator, bars: int) -> list[tuple[float, float, int,
 
 
 def _chord(root_pc: int, degree: int, scale: tuple[int, ...]) -> list[int]:
-    """Pitch classes (relative to C) of the triad on ``degree``, possibly with a seventh."""
+    """Pitch classes (relative to C) of the triad on scale ``degree``."""
     return [(root_pc + scale[(degree + k) % 7]) % 12 for k in (0, 2, 4)]
 
 
