@@ -2,12 +2,18 @@
 
     PYTHONPATH=src python benchmarks/bench_default_model.py [--model unbake_small] [--seconds 60]
         [--threads N] [--data ../shared/data/musdb18-7s/train] [--valid-every 9] [--valid-count 10]
+        [--memory-minutes 1 5] [--cv runs/cv/fold0 runs/cv/fold1 ...]
 
 Speed: times ``unbake.separate`` on a ``--seconds`` long stereo input (the validation mixtures
 played one after the other, repeated) and prints how many times faster than real time it ran.
 Quality: per-stem uSDR on the held-out validation tracks (the fixed rule of
 ``unbake.data.datasets.split_tracks``), the mixture-as-estimate floor and the ``center``
-baseline's vocals. Run by hand; never part of the test suite.
+baseline's vocals. Peak memory: peak RSS of ``unbake separate`` (a child process per length, see
+``bench_memory.py``) on generated inputs of ``--memory-minutes``; flat in the length is the target.
+Cross-validation: ``--cv`` run folders (``unbake train`` outputs, one per fold) are summarised
+from their ``valid_log.csv``: the last validation row of each, per stem mean ± standard deviation
+across the folds (the figures are those runs', at the step each stopped: say which).
+Run by hand; never part of the test suite.
 """
 
 from __future__ import annotations
@@ -42,6 +48,55 @@ def speed(model, mix: np.ndarray, samplerate: int) -> float:
     return mix.shape[-1] / samplerate / elapsed
 
 
+def cpu_description() -> str:
+    """The CPU's name and the vector extensions torch can use: speed figures mean little without."""
+    try:
+        info = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        import platform
+
+        return platform.processor() or "unknown CPU"
+    name = next((line.split(":", 1)[1].strip() for line in info.splitlines() if line.startswith("model name")), "?")
+    flags = set(next((line.split(":", 1)[1].split() for line in info.splitlines() if line.startswith("flags")), []))
+    vec = sorted(f for f in flags if f in ("avx2", "fma", "amx_tile", "amx_bf16") or f.startswith("avx512"))
+    import os
+
+    return f"{name}, {os.cpu_count()} cores, {' '.join(vec) or 'no AVX2/AVX-512'}"
+
+
+def peak_memory(model: str, minutes: list[float]) -> None:
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from bench_memory import make_input, run
+
+    with tempfile.TemporaryDirectory(prefix="unbake-bench-mem-") as tmp:
+        for m in minutes:
+            wav = Path(tmp) / f"in_{m:g}min.wav"
+            make_input(wav, m)
+            wall, rss_mib = run(wav, Path(tmp) / f"out_{m:g}", model)
+            wav.unlink()
+            print(f"peak memory: {rss_mib:.0f} MiB for a {m:g} min input ({m * 60 / wall:.1f}x real time "
+                  f"through `unbake separate`, decoding and encoding included)")
+
+
+def cross_validation(run_dirs: list[str]) -> None:
+    import csv
+
+    rows = []
+    for d in run_dirs:
+        with open(Path(d) / "valid_log.csv", newline="") as f:
+            last = list(csv.DictReader(f))[-1]
+        rows.append(last)
+        print(f"{d}: step {last['step']}, mean uSDR {float(last['mean']):.2f} dB")
+    stems = [k for k in rows[0] if k not in ("step", "mean") and not k.startswith("floor")]
+    print(f"cross-validation over {len(rows)} folds (mean ± std of the folds' last validation):")
+    for s in stems + ["mean"]:
+        v = np.array([float(r[s]) for r in rows])
+        spread = f"± {v.std(ddof=1):.2f} dB" if len(v) > 1 else "dB (one fold: no spread)"
+        print(f"  {s:8s} {v.mean():6.2f} {spread}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", default="unbake_small", help="catalogue name or checkpoint path")
@@ -50,7 +105,12 @@ def main() -> None:
     ap.add_argument("--data", default=DEFAULT_DATA)
     ap.add_argument("--valid-every", type=int, default=9)
     ap.add_argument("--valid-count", type=int, default=10)
+    ap.add_argument("--memory-minutes", type=float, nargs="*", default=[],
+                    help="input lengths (minutes) for the peak-memory measurement; none: skipped")
+    ap.add_argument("--cv", nargs="*", default=[], help="run folders of a cross-validation, one per fold")
     args = ap.parse_args()
+    if args.cv:
+        cross_validation(args.cv)
     if args.threads:
         torch.set_num_threads(args.threads)
 
@@ -62,6 +122,7 @@ def main() -> None:
     model = load_model(args.model).eval()
     sr = model.samplerate
     params = sum(p.numel() for p in model.parameters())
+    print(f"CPU: {cpu_description()}")
     print(f"model {args.model}: {type(model).__name__}, {params / 1e6:.2f} M parameters, "
           f"stems {', '.join(model.sources)}; torch threads {torch.get_num_threads()}")
 
@@ -92,6 +153,8 @@ def main() -> None:
         print(f"{s:8s} {res['stems'][s]:8.2f} {res['floor'][s]:9.2f} {res['stems'][s] - res['floor'][s]:8.2f}")
     print(f"{'mean':8s} {res['mean']:8.2f} {res['floor_mean']:9.2f} {res['mean'] - res['floor_mean']:8.2f}")
     print(f"center baseline vocals uSDR: {center_vocals:.2f} dB")
+    if args.memory_minutes:
+        peak_memory(args.model, args.memory_minutes)
 
 
 if __name__ == "__main__":

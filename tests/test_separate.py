@@ -142,6 +142,32 @@ def test_shipped_model_separates_four_stems_on_held_out_music():
     assert all(m > 4.0 for m in means.values()), means  # dB above the mixture-as-estimate floor
 
 
+# three more of the ten held-out previews (never trained on, never used to pick a checkpoint)
+HELD_OUT_FLOOR = ("Patrick Talbot - A Reason To Leave", "Spike Mullings - Mike's Sulking", "The So So Glos - Emergency")
+
+
+@pytest.mark.skipif(not MUSDB_PREVIEWS.is_dir(), reason="shared MUSDB previews not present")
+def test_shipped_model_floor_on_three_held_out_previews():
+    """Absolute floors that a working four-stem model clears on these songs and a broken one does
+    not: mean uSDR over the stems >= 2 dB, every stem >= 0.5 dB, vocals >= the ``center``
+    baseline + 1 dB. Masks stuck at 1/4 (each stem a quarter of the mixture) score about 1.1 dB
+    mean here, and the mixture itself about -5 dB per stem."""
+    names = ("drums", "bass", "other", "vocals")
+    scores = {s: [] for s in names}
+    center = []
+    for name in HELD_OUT_FLOOR:
+        stems, sr = read_stems(MUSDB_PREVIEWS / f"{name}.stem.mp4")
+        mix = sum(stems[s] for s in names)
+        est = unbake.separate(mix, sample_rate=sr, model="unbake_small")
+        for s in names:
+            scores[s].append(usdr(stems[s], est[s]))
+        center.append(usdr(stems["vocals"], unbake.separate(mix, sample_rate=sr, model="center")["vocals"]))
+    mean = {s: float(np.mean(v)) for s, v in scores.items()}
+    assert np.mean(list(mean.values())) >= 2.0, mean
+    assert min(mean.values()) >= 0.5, mean
+    assert mean["vocals"] >= float(np.mean(center)) + 1.0, (mean, center)
+
+
 def test_track_normalised_models_see_a_standardised_track(mix):
     seen = []
 

@@ -155,3 +155,118 @@ def test_pitch_tempo_variants_are_cached(tmp_path):
     mix, stems = sampler.batch(0, 0, 3)
     np.testing.assert_array_equal(mix, stems.sum(axis=1))
     assert pitch_tempo(np.zeros((4, 2, SR), np.float32), SR, 1.0, 0.0).shape[:2] == (4, 2)
+
+
+# ------------------------------------------------------------------ effects, k-fold split, synthetic multitracks
+
+
+def test_stem_effects_keep_shape_and_level_and_follow_the_seed():
+    from unbake.data.augment import stem_effects
+
+    rng = np.random.default_rng(0)
+    stems = (0.1 * rng.standard_normal((4, 2, 22050))).astype(np.float32)
+    assert stem_effects(stems, np.random.default_rng(1), 0.0) is stems
+    a = stem_effects(stems, np.random.default_rng(1), 1.0, 44100)
+    b = stem_effects(stems, np.random.default_rng(1), 1.0, 44100)
+    assert a.shape == stems.shape and a.dtype == np.float32 and np.array_equal(a, b)
+    rms = lambda x: np.sqrt(np.mean(x ** 2, axis=(1, 2)))  # noqa: E731
+    assert np.allclose(rms(a), rms(stems), rtol=1e-3)  # levels are the gain augmentation's job
+    assert all(np.abs(a[i] - stems[i]).max() > 1e-3 for i in range(4))  # every stem processed
+    assert not np.array_equal(a, stem_effects(stems, np.random.default_rng(2), 1.0, 44100))
+    with pytest.raises(ConfigError):
+        AugmentConfig(effects_p=1.5)
+
+
+def test_fold_split_partitions_the_tracks():
+    from unbake.data.datasets import fold_split
+
+    paths = [Path(f"t{i:02d}") for i in range(23)]
+    valid_sets = [fold_split(paths, 5, f)[1] for f in range(5)]
+    assert sorted(p for v in valid_sets for p in v) == paths  # each track held out exactly once
+    train, valid = fold_split(paths, 5, 2)
+    assert not set(train) & set(valid) and len(train) + len(valid) == 23
+    for bad in ((1, 0), (5, 5), (5, -1)):
+        with pytest.raises(ConfigError):
+            fold_split(paths, *bad)
+
+
+def test_midi_bytes_is_a_standard_midi_file():
+    from unbake.data.synth import midi_bytes
+
+    data = midi_bytes([(0.0, 1.0, 0, 60, 100), (0.5, 200.0, 0, 64, 90)], 120.0, {0: 33})
+    assert data[:4] == b"MThd" and data[14:18] == b"MTrk"
+    assert int.from_bytes(data[18:22], "big") == len(data) - 22
+    assert data.count(bytes([0x90, 60, 100])) == 1 and data.count(bytes([0x80, 64, 0])) == 1
+    assert bytes([0xC0, 33]) in data and data.endswith(b"\xff\x2f\x00")
+
+
+def _fake_render(midi, soundfont, sample_rate, length, workdir):
+    """A stand-in for fluidsynth: a tone per note-on, so the audio depends on the MIDI."""
+    t = np.arange(length) / sample_rate
+    pitches = [midi[i + 1] for i in range(len(midi) - 2) if midi[i] & 0xF0 == 0x90 and midi[i + 2] > 0]
+    x = sum(np.sin(2 * np.pi * 440 * 2 ** ((p - 69) / 12) * t) for p in pitches[:8]) if pitches else 0 * t
+    return np.stack([x, x]).astype(np.float32)
+
+
+def test_synth_set_is_reproducible_and_readable_as_training_data(tmp_path, monkeypatch):
+    from unbake.data import synth
+
+    monkeypatch.setattr(synth, "render_midi", _fake_render)
+    monkeypatch.setattr(synth, "find_soundfont", lambda sf=None: Path("fake.sf2"))
+    monkeypatch.setattr(synth, "_fluidsynth", lambda: "fluidsynth")
+    vocals = make_folder_tracks(tmp_path / "real", n_tracks=2, seconds=1.5)
+    a = synth.make_synth_set(tmp_path / "a", 3, seed=5, duration_s=1.0, sample_rate=SR, vocal_tracks=vocals,
+                             cache_dir=tmp_path / "cache")
+    b = synth.make_synth_set(tmp_path / "b", 3, seed=5, duration_s=1.0, sample_rate=SR, vocal_tracks=vocals,
+                             cache_dir=tmp_path / "cache")
+    c = synth.make_synth_set(tmp_path / "c", 3, seed=6, duration_s=1.0, sample_rate=SR)
+    assert a == b and a != c and len({t.tempo_bpm for t in a}) == 3
+    assert {t.vocals_from for t in a} <= {track_name(p) for p in vocals} and c[0].vocals_from is None
+    tracks = find_tracks(tmp_path / "a")
+    assert [track_name(p) for p in tracks] == ["synth_00000", "synth_00001", "synth_00002"]
+    for pa, pb in zip(tracks, find_tracks(tmp_path / "b")):
+        arr, meta = decode_track(pa, MUSDB_SOURCES, SR)
+        assert arr.shape == (5, 2, SR) and not meta["has_mixture"]
+        assert np.array_equal(arr, decode_track(pb, MUSDB_SOURCES, SR)[0])
+        assert all(np.abs(arr[1 + s]).max() > 1e-3 for s in range(4))  # no silent stem
+    silent_vocals = decode_track(find_tracks(tmp_path / "c")[0], MUSDB_SOURCES, SR)[0][4]
+    assert np.abs(silent_vocals).max() == 0
+    assert not list((tmp_path / "a").glob(".*partial"))
+
+
+def test_synth_names_the_missing_debian_packages(tmp_path, monkeypatch):
+    from unbake.data import synth
+    from unbake.errors import DependencyError
+
+    monkeypatch.setattr(synth, "SOUNDFONT_CANDIDATES", (str(tmp_path / "none.sf2"),))
+    with pytest.raises(DependencyError, match="fluid-soundfont-gm"):
+        synth.make_synth_set(tmp_path / "out", 1)
+    monkeypatch.setattr(synth.shutil, "which", lambda name: None)
+    with pytest.raises(DependencyError, match="fluidsynth"):
+        synth.make_synth_set(tmp_path / "out", 1, soundfont=__file__)
+
+
+@pytest.mark.skipif(not __import__("shutil").which("fluidsynth")
+                    or not Path("/usr/share/sounds/sf2/FluidR3_GM.sf2").is_file(),
+                    reason="Debian packages fluidsynth and fluid-soundfont-gm not installed")
+def test_synth_renders_with_fluidsynth(tmp_path):
+    from unbake.data.synth import make_synth_set
+
+    made = make_synth_set(tmp_path, 1, seed=0, duration_s=1.0)
+    arr, _ = decode_track(find_tracks(tmp_path)[0], MUSDB_SOURCES, 44100)
+    assert made[0].name == "synth_00000" and arr.shape == (5, 2, 44100)
+    for s in range(3):  # drums, bass, other: rendered, at the drawn level (-28 .. -20 dB RMS)
+        rms_db = 20 * np.log10(np.sqrt(np.mean(arr[1 + s] ** 2)))
+        assert -28.5 < rms_db < -19.5
+
+
+def test_cli_data_synth_refuses_bad_input(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2] / "src")}
+    proc = subprocess.run([sys.executable, "-m", "unbake", "data", "synth", str(tmp_path / "out"), "--count", "0",
+                           "--soundfont", __file__], capture_output=True, text=True, env=env)
+    assert proc.returncode != 0 and "count" in proc.stderr and "Traceback" not in proc.stderr
+    assert not (tmp_path / "out").exists()

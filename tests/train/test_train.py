@@ -373,3 +373,61 @@ def test_data_preparation_reports_progress_and_disk_use(tmp_path, caplog):
     used_mb = sum(t.stems.nbytes + sum(v.nbytes for v in t.variants) +
                   (t.mixture.nbytes if t.mixture is not None else 0) for t in tracks) / 1e6
     assert used_mb > 0 and f"cache {used_mb:.1f} MB" in progress[-1]
+
+
+def test_fine_tune_grows_a_trained_model_without_changing_its_output(tmp_path):
+    """init_from plus new model keys (a recurrent block): the checkpoint's tensors load exactly,
+    the new block starts as the identity, so the grown model separates as the trained one did."""
+    from unbake.errors import CheckpointError
+    from unbake.hub.checkpoint import load_checkpoint
+    from unbake.train.loop import BEST_NAME
+
+    Trainer(config_from_dict(tiny_config(tmp_path, optim__steps=3)), tmp_path / "base").fit()
+    start = tmp_path / "base" / BEST_NAME
+    base = load_checkpoint(start)
+    grown_cfg = {**TINY_MODEL, "samplerate": SR, "rnn_hidden": 8}
+    grown = Trainer(config_from_dict(tiny_config(tmp_path, init_from=str(start), optim__steps=2,
+                                                 model={"architecture": "masknet", "config": grown_cfg})),
+                    tmp_path / "grown")
+    assert grown.model.config.rnn_hidden == 8 and grown.model.recurrent is not None
+    own = weights(grown.model)
+    for k, v in base.state_dict().items():
+        assert torch.equal(own[k], v), k
+    x = 0.1 * torch.randn(1, 2, SR // 2)
+    with torch.no_grad():
+        assert torch.allclose(grown.model.eval()(x), base(x), atol=1e-6)
+    grown.fit()
+    assert not torch.equal(weights(grown.model)["recurrent.proj.weight"], own["recurrent.proj.weight"])
+    with pytest.raises(CheckpointError):  # a changed shape is never loaded over
+        Trainer(config_from_dict(tiny_config(tmp_path, init_from=str(start), model={
+            "architecture": "masknet", "config": {**TINY_MODEL, "samplerate": SR, "hidden": 24}})), tmp_path / "bad")
+
+
+def test_k_fold_split_and_extra_training_folders(tmp_path):
+    extra = tmp_path / "extra"
+    make_folder_tracks(extra, n_tracks=2, seconds=1.0, tonal=True)
+    cfg = config_from_dict(tiny_config(tmp_path, data__folds=2, data__fold=1, data__extra_roots=[str(extra)]))
+    trainer = Trainer(cfg, tmp_path / "run")
+    train = [t.name for t in trainer.train_tracks]
+    assert trainer.valid_names == ["Artist 1 - Song", "Artist 3 - Song"]
+    assert train == ["Artist 0 - Song", "Artist 2 - Song", "Artist 0 - Song", "Artist 1 - Song"]
+    assert [t.path.parent for t in trainer.train_tracks] == [tmp_path / "data"] * 2 + [extra] * 2
+    with pytest.raises(ConfigError):
+        config_from_dict(tiny_config(tmp_path, data__folds=3, data__fold=3))
+
+
+def test_export_state_tool_writes_a_loadable_checkpoint(tmp_path):
+    import unbake
+
+    Trainer(config_from_dict(tiny_config(tmp_path, optim__steps=2)), tmp_path / "run").fit()
+    dest = tmp_path / "shipped.pt"
+    proc = subprocess.run([sys.executable, str(REPO / "tools" / "export_state.py"), str(tmp_path / "run" / STATE_NAME),
+                           str(dest), "--selection", "last step", "--float32"], env=_cli_env(),
+                          capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    model = unbake.load_model(str(dest))
+    state = read_state(tmp_path / "run" / STATE_NAME)
+    assert_same_weights(weights(model), state["model"])
+    from unbake.hub.checkpoint import read_blob
+
+    assert read_blob(dest)["meta"]["selection"] == "last step" and read_blob(dest)["meta"]["step"] == 2

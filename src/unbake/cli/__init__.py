@@ -12,6 +12,7 @@ from . import remix_cmd  # noqa: E402,F401
 from . import studio_cmd  # noqa: E402,F401
 from . import transcribe_cmd  # noqa: E402,F401
 from . import batch_cmd  # noqa: E402,F401
+from . import data_cmd  # noqa: E402,F401
 
 
 def main() -> None:

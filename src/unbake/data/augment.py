@@ -24,6 +24,9 @@ class AugmentConfig:
     pitch_tempo_variants: how many variants per track are precomputed (0 disables).
     tempo_range / pitch_semitones: ranges the variants' stretch factor and pitch shift come from.
     silence_p: probability that a stem is replaced by silence (teaches empty stems).
+    effects_p: per-stem probability of a random effect chain (shelf and peak EQ, band-limiting,
+        compression, distortion, reverb: see :func:`stem_effects`), so the model meets other
+        productions than the few it trains on.
     """
 
     remix_p: float = 0.0
@@ -35,9 +38,11 @@ class AugmentConfig:
     tempo_range: tuple[float, float] = (0.9, 1.1)
     pitch_semitones: tuple[float, float] = (-2.0, 2.0)
     silence_p: float = 0.0
+    effects_p: float = 0.0
 
     def __post_init__(self) -> None:
-        for name in ("remix_p", "channel_swap_p", "polarity_flip_p", "pitch_tempo_p", "silence_p"):
+        for name in ("remix_p", "channel_swap_p", "polarity_flip_p", "pitch_tempo_p", "silence_p",
+                     "effects_p"):
             p = getattr(self, name)
             if not 0.0 <= p <= 1.0:
                 raise ConfigError(f"augment.{name} must be a probability in [0, 1], got {p}")
@@ -97,9 +102,51 @@ def silence(stems: np.ndarray, rng: np.random.Generator, p: float) -> np.ndarray
     return stems * (~mute).astype(np.float32)[:, None, None]
 
 
-def apply_augmentations(stems: np.ndarray, rng: np.random.Generator, cfg: AugmentConfig) -> np.ndarray:
+def _effect_chain(rng: np.random.Generator):
+    """A random pedalboard chain, mild enough that the stem stays what it is: EQ always, each of
+    band-limiting, compression, distortion and reverb sometimes."""
+    import pedalboard as pb
+
+    chain = [pb.LowShelfFilter(cutoff_frequency_hz=float(rng.uniform(80, 400)), gain_db=float(rng.uniform(-6, 6))),
+             pb.PeakFilter(cutoff_frequency_hz=float(np.exp(rng.uniform(np.log(300), np.log(5000)))),
+                           gain_db=float(rng.uniform(-6, 6)), q=float(rng.uniform(0.5, 2.0))),
+             pb.HighShelfFilter(cutoff_frequency_hz=float(rng.uniform(3000, 10000)), gain_db=float(rng.uniform(-6, 6)))]
+    if rng.random() < 0.25:
+        chain.append(pb.LowpassFilter(cutoff_frequency_hz=float(rng.uniform(4000, 16000))))
+    if rng.random() < 0.25:
+        chain.append(pb.HighpassFilter(cutoff_frequency_hz=float(rng.uniform(20, 200))))
+    if rng.random() < 0.4:
+        chain.append(pb.Compressor(threshold_db=float(rng.uniform(-30, -10)), ratio=float(rng.uniform(1.5, 6)),
+                                   attack_ms=float(rng.uniform(1, 30)), release_ms=float(rng.uniform(50, 300))))
+    if rng.random() < 0.15:
+        chain.append(pb.Distortion(drive_db=float(rng.uniform(3, 15))))
+    if rng.random() < 0.3:
+        chain.append(pb.Reverb(room_size=float(rng.uniform(0.1, 0.7)), wet_level=float(rng.uniform(0.05, 0.3)),
+                               dry_level=1.0, width=float(rng.uniform(0.5, 1.0))))
+    return pb.Pedalboard(chain)
+
+
+def stem_effects(stems: np.ndarray, rng: np.random.Generator, p: float, sample_rate: int = 44100) -> np.ndarray:
+    """``(s, c, t) -> (s, c, t)``: each stem through its own random effect chain with probability
+    ``p``; the output level is matched to the input's (levels are :func:`random_gain`'s job) and
+    the length is kept (reverb tails are cut: the excerpt is a window into a longer song)."""
+    if p <= 0.0:
+        return stems
+    out = stems.copy()
+    for i in np.flatnonzero(rng.random(stems.shape[0]) < p):
+        x = np.ascontiguousarray(stems[i], dtype=np.float32)
+        y = _effect_chain(rng)(x, float(sample_rate), reset=True)[:, :x.shape[-1]]
+        rms_in, rms_out = float(np.sqrt(np.mean(x ** 2))), float(np.sqrt(np.mean(y ** 2)))
+        if rms_out > 1e-8 and np.isfinite(rms_out):
+            out[i] = y * (rms_in / rms_out)
+    return out
+
+
+def apply_augmentations(stems: np.ndarray, rng: np.random.Generator, cfg: AugmentConfig,
+                        sample_rate: int = 44100) -> np.ndarray:
     """The per-stem signal augmentations in a fixed order (the draw order is part of the seed
     contract: changing it changes every later example)."""
+    stems = stem_effects(stems, rng, cfg.effects_p, sample_rate)
     stems = random_gain(stems, rng, cfg.gain_db)
     stems = channel_swap(stems, rng, cfg.channel_swap_p)
     stems = polarity_flip(stems, rng, cfg.polarity_flip_p)

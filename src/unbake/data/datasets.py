@@ -146,6 +146,18 @@ def split_tracks(paths: list[Path], valid_every: int, valid_count: int) -> tuple
     return train, valid
 
 
+def fold_split(paths: list[Path], folds: int, fold: int) -> tuple[list[Path], list[Path]]:
+    """k-fold rule: in name order, track ``i`` is validation in fold ``i % folds`` and training
+    in every other fold, so the folds' validation sets partition the tracks."""
+    if folds < 2 or not 0 <= fold < folds:
+        raise ConfigError(f"k-fold split needs folds >= 2 and 0 <= fold < folds, got fold {fold} of {folds}")
+    train = [p for i, p in enumerate(paths) if i % folds != fold]
+    valid = [p for i, p in enumerate(paths) if i % folds == fold]
+    if not train or not valid:
+        raise ConfigError(f"fold {fold} of {folds} leaves no training or no validation tracks")
+    return train, valid
+
+
 class ExcerptSampler:
     """Random augmented excerpts from ``tracks``.
 
@@ -156,7 +168,7 @@ class ExcerptSampler:
     """
 
     def __init__(self, tracks: list[Track], segment_samples: int, augment: AugmentConfig,
-                 seed: int = 0) -> None:
+                 seed: int = 0, sample_rate: int = 44100) -> None:
         if not tracks:
             raise ConfigError("no training tracks")
         short = [t.name for t in tracks if t.length < segment_samples]
@@ -166,6 +178,7 @@ class ExcerptSampler:
         self.segment_samples = int(segment_samples)
         self.augment = augment
         self.seed = int(seed)
+        self.sample_rate = int(sample_rate)
         self.n_sources = int(tracks[0].stems.shape[0])
         # the variants a stem may come from: (track, variant) with variant -1 for the original
         self._variant_ok = [[v for v in range(len(t.variants)) if t.variants[v].shape[-1] >= segment_samples]
@@ -200,7 +213,7 @@ class ExcerptSampler:
             arr = self._source_array(ti, vi)
             start = int(rng.integers(arr.shape[-1] - seg + 1))
             stems = np.asarray(arr[:, :, start:start + seg])
-        return apply_augmentations(np.array(stems, dtype=np.float32), rng, self.augment)
+        return apply_augmentations(np.array(stems, dtype=np.float32), rng, self.augment, self.sample_rate)
 
     def batch(self, step: int, rank: int, size: int) -> tuple[np.ndarray, np.ndarray]:
         rng = np.random.default_rng([self.seed, int(step), int(rank)])

@@ -36,6 +36,9 @@ class MaskNetConfig:
     full_res_bins: int = 384
     high_group: int = 4
     segment_s: float = 10.0
+    # hidden size per direction of a residual bidirectional LSTM after the convolutions (0: none);
+    # it sees the whole chunk, where the convolutions see 127 frames
+    rnn_hidden: int = 0
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -58,6 +61,24 @@ class _TemporalBlock(nn.Module):
     def forward(self, h: torch.Tensor) -> torch.Tensor:
         y = self.conv(self.norm(h).transpose(1, 2)).transpose(1, 2)
         return h + self.proj(F.gelu(y))
+
+
+class _RecurrentBlock(nn.Module):
+    """``(b, n, d) -> (b, n, d)``: pre-norm residual bidirectional LSTM over frames. The output
+    projection starts at zero, so adding the block to a trained model leaves its output unchanged
+    until fine-tuning moves it."""
+
+    def __init__(self, hidden: int, rnn_hidden: int) -> None:
+        super().__init__()
+        self.norm = nn.LayerNorm(hidden)
+        self.rnn = nn.LSTM(hidden, rnn_hidden, batch_first=True, bidirectional=True)
+        self.proj = nn.Linear(2 * rnn_hidden, hidden)
+        nn.init.zeros_(self.proj.weight)
+        nn.init.zeros_(self.proj.bias)
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        y, _ = self.rnn(self.norm(h))
+        return h + self.proj(y)
 
 
 class MaskNet(nn.Module):
@@ -91,6 +112,7 @@ class MaskNet(nn.Module):
         self.enc_norm = nn.LayerNorm(d)
         self.blocks = nn.ModuleList(
             _TemporalBlock(d, cfg.kernel_size, 2 ** i) for i in range(cfg.depth))
+        self.recurrent = _RecurrentBlock(d, cfg.rnn_hidden) if cfg.rnn_hidden > 0 else None
         self.out_norm = nn.LayerNorm(d)
         self.decode = nn.Linear(d, s * c * f)
         # a per-(stem, channel, bin) affine function of the input level, added to the logits:
@@ -131,6 +153,8 @@ class MaskNet(nn.Module):
         h = F.gelu(self.enc_norm(h))
         for block in self.blocks:
             h = block(h)
+        if self.recurrent is not None:
+            h = self.recurrent(h)
         logits = self.decode(self.out_norm(h)).reshape(b, n, -1, c, f)  # (b, n, s, c, f)
         logits = logits.permute(0, 2, 3, 4, 1) + self.bin_gain[None, ..., None] * x[:, None]
         return self._expand(torch.softmax(logits, dim=1))

@@ -11,7 +11,7 @@ import os
 from pathlib import Path
 from typing import Annotated, Any, ClassVar, Mapping
 
-from pydantic import BeforeValidator, ConfigDict, Field, ValidationInfo
+from pydantic import BeforeValidator, ConfigDict, Field, ValidationInfo, model_validator
 
 from .._schema import ConfigModel, Flag, Number, Text, ValueType, describe, invalid, load_yaml, validate
 from ..data.augment import AugmentConfig
@@ -94,6 +94,18 @@ class DataSection(_Section):
     valid_count: Count = 10
     # a separate held-out folder; when set, no tracks are taken out of ``root``
     valid_root: RelPath | None = None
+    # k-fold cross-validation: with folds > 0, track i of ``root`` (name order) is held out in
+    # fold i % folds, replacing the valid_every/valid_count rule
+    folds: Count = 0
+    fold: Count = 0
+    # folders of extra training-only tracks (e.g. a synthetic set from `unbake data synth`)
+    extra_roots: tuple[RelPath, ...] = ()
+
+    @model_validator(mode="after")
+    def _fold_in_range(self) -> "DataSection":
+        if self.folds and self.fold >= self.folds:
+            raise invalid(f"must be in [0, folds) = [0, {self.folds}), got {self.fold}", "fold")
+        return self
 
 
 class OptimSection(_Section):

@@ -25,7 +25,7 @@ import torch
 
 from ..hub.checkpoint import atomic_torch_save, read_tagged
 from ..data.cache import AudioCache
-from ..data.datasets import (ExcerptSampler, Track, find_tracks, load_tracks, split_tracks,
+from ..data.datasets import (ExcerptSampler, Track, find_tracks, fold_split, load_tracks, split_tracks,
                              track_name)
 from ..errors import CheckpointError, ConfigError, ModelError
 from . import ddp
@@ -126,10 +126,17 @@ def build_model(cfg: TrainConfig) -> tuple[torch.nn.Module, str, dict[str, Any]]
     loaded = load_model(src)
     if not isinstance(loaded, torch.nn.Module) or not hasattr(loaded, "sources"):
         raise ModelError(f"init_from {src!r} is not a single model (ensembles cannot be fine-tuned)")
+    grown = {k: v for k, v in cfg.model.config.items() if kwargs.get(k) != v}
+    kwargs.update(grown)
     model = model_from_config(arch, kwargs)
     from ..hub.checkpoint import load_state_strict
 
-    load_state_strict(model, loaded.state_dict(), f"init_from {src}")
+    state = loaded.state_dict()
+    if grown:
+        # a model grown from a trained one (e.g. a block added): the new parameters keep their
+        # initialisation; every tensor the checkpoint has must still fit exactly
+        state = {**{k: v for k, v in model.state_dict().items() if k not in state}, **state}
+    load_state_strict(model, state, f"init_from {src}")
     if tuple(model.sources) != tuple(cfg.data.sources):
         raise ConfigError(f"init_from model has stems {list(model.sources)}, data.sources are {list(cfg.data.sources)}")
     return model, arch, kwargs
@@ -245,14 +252,17 @@ class Trainer:
         paths = find_tracks(d.root)
         if d.valid_root:
             train_paths, valid_paths = paths, find_tracks(d.valid_root)
+        elif d.folds:
+            train_paths, valid_paths = fold_split(paths, d.folds, d.fold)
         else:
             train_paths, valid_paths = split_tracks(paths, d.valid_every, d.valid_count)
+        train_paths = train_paths + [p for root in d.extra_roots for p in find_tracks(root)]
         self.valid_names = [track_name(p) for p in valid_paths]
         self.train_tracks = load_tracks(train_paths, d.sources, d.samplerate, cache,
                                         augment=self.cfg.augment, seed=self.cfg.seed)
         self.valid_tracks = load_tracks(valid_paths, d.sources, d.samplerate, cache) if self.dist.is_main else []
         self.sampler = ExcerptSampler(self.train_tracks, self.cfg.segment_samples, self.cfg.augment,
-                                      seed=self.cfg.seed)
+                                      seed=self.cfg.seed, sample_rate=d.samplerate)
 
     # -------------------------------------------------------------- state
 
