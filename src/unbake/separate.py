@@ -46,6 +46,7 @@ class SeparateOptions:
     enforce_consistency: bool = False
     clip: str = "rescale"
     stream: int = 0
+    precision: str = "float32"
 
     def check(self) -> None:
         if self.other_method not in OTHER_METHODS:
@@ -58,6 +59,9 @@ class SeparateOptions:
             raise UnbakeError("--segment must be positive")
         if self.clip not in dsp.CLIP_MODES:
             raise UnbakeError(f"--clip must be one of {dsp.CLIP_MODES}")
+        from .engine import resolve_device, resolve_precision
+
+        resolve_precision(self.precision, resolve_device(self.device))  # refused before any decoding
 
 
 # ------------------------------------------------------------------------------ models
@@ -260,7 +264,8 @@ def _run_member(model, track: _Track, options: SeparateOptions, segment_s: float
     try:
         for block in iter_separate(model, source, segment_samples=seg, overlap=options.overlap,
                                    shifts=options.shifts, seed=options.seed, batch_size=options.batch_size,
-                                   device=options.device, progress=progress, normalize=normalize):
+                                   device=options.device, progress=progress, normalize=normalize,
+                                   precision=options.precision):
             for k, stem in enumerate(model.sources):
                 emit(stem, block[k])
         for stem in model.sources:
@@ -344,7 +349,8 @@ def separate(source, model: Any = None, *, sample_rate: int | None = None,
         progress: called with the fraction done (0..1).
         **options: fields of :class:`SeparateOptions` (``two_stems``, ``other_method``,
             ``segment_s``, ``overlap``, ``shifts``, ``device``, ``batch_size``, ``downmix``,
-            ``enforce_consistency``, ``weights``, ``ensemble_method``, ``stream``).
+            ``enforce_consistency``, ``weights``, ``ensemble_method``, ``stream``, ``precision``:
+            ``float32`` (exact, default), ``bfloat16``, ``float16``, ``int8`` or ``fast``).
 
     Returns:
         a :class:`StemSet` at the input's sample rate and channel count (mono stays mono).

@@ -27,6 +27,7 @@ def separate(
     shifts: int = typer.Option(0, "--shifts", help="Test-time random shifts (deterministic)."),
     device: str = typer.Option("cpu", "--device", "-d", help="cpu | cuda | mps | auto"),
     batch_size: int = typer.Option(1, "--batch-size", help="Chunks per model call."),
+    precision: str = typer.Option("float32", "--precision", help="float32 (exact) | bfloat16 | float16 | int8 | fast (the quickest this machine runs natively; output within -30 dB of float32)."),
     fmt: str = typer.Option("wav", "--format", help="wav | flac | mp3"),
     bit_depth: Optional[str] = typer.Option(None, "--bit-depth", help="16 | 24 | 32f (wav), 16 | 24 (flac). Default 24."),
     mp3_bitrate: int = typer.Option(320, "--mp3-bitrate", help="kbit/s for mp3 output."),
@@ -68,7 +69,7 @@ def separate(
                     progress=lambda f, t=task: progress.update(t, completed=f),
                     two_stems=two_stems, other_method=other_method, segment_s=segment, overlap=overlap,
                     shifts=shifts, device=device, batch_size=batch_size, downmix=downmix,
-                    enforce_consistency=enforce_consistency, clip=clip,
+                    enforce_consistency=enforce_consistency, clip=clip, precision=precision,
                 )
                 progress.update(task, completed=1.0)
                 done += 1
