@@ -193,7 +193,7 @@ def _child(arch: str, side: str, folder: Path, threads: int, direct: bool, msst:
     result = {}
     with torch.inference_mode():
         if direct:
-            chunk = _chunk(arch, model)
+            chunk = _chunk(arch, _model_for_chunk(arch))
             result["one"] = model(mix[None, :, :chunk])[0]
         t0 = time.perf_counter()
         out = separate(mix)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import logging
 import warnings
 
 import torch
@@ -20,6 +21,7 @@ from torch import nn
 
 from ..errors import UnbakeError
 
+log = logging.getLogger(__name__)
 PRECISIONS = ("float32", "bfloat16", "float16", "int8", "fast")
 _AUTOCAST = {"bfloat16": torch.bfloat16, "float16": torch.float16}
 # module types dynamic quantisation replaces: the weight products that run on int8 kernels.
@@ -63,6 +65,10 @@ def resolve_precision(precision: str | None, device: torch.device) -> str:
         # float32, and oneDNN has no half-precision LSTM on such CPUs
         raise UnbakeError("precision float16 needs a GPU or a CPU with AMX-FP16; "
                           "on this CPU use bfloat16, int8 or fast")
+    if name == "bfloat16" and device.type == "cpu" and not (cpu_features()["avx512_bf16"] or cpu_features()["amx"]):
+        # measured on HT Demucs with AVX2 only: about 7x slower than float32
+        log.warning("this CPU has no bfloat16 instructions: bfloat16 is emulated and slower than "
+                    "float32; --precision fast picks int8 here")
     return name
 
 
