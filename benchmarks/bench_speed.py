@@ -1,6 +1,7 @@
-"""Speed of each large architecture against its reference implementation: reference, unbake
-exact (float32) and unbake fast (``precision="fast"``), same random full-size weights, same
-chunk length and overlap, each side in its own process, median of several runs.
+"""Speed of each large architecture: its reference implementation, unbake exact and unbake fast.
+
+Exact is float32, fast is ``precision="fast"``; same random full-size weights, same chunk length
+and overlap, each side in its own process, median of several runs.
 
 Architectures and their references:
   htdemucs      the ``demucs`` package's ``apply_model`` (segment 7.8 s, overlap 0.25)
@@ -23,6 +24,10 @@ targets (exact >= 1.5x / 1x the reference, fast >= 2.5x / 2x).
 
 Run: PYTHONPATH=src python benchmarks/bench_speed.py [--seconds 20] [--runs 3] [--threads N]
      [--msst DIR] [htdemucs scnet bs_roformer mel_roformer]
+On a machine shared with other work, time single sides in pairs instead:
+     bench_speed.py --prepare DIR htdemucs          (weights and track into DIR)
+     farm-bench --vs 'python bench_speed.py --child htdemucs --side reference --folder DIR' -- \
+         python bench_speed.py --child htdemucs --side exact --folder DIR
 """
 
 from __future__ import annotations
@@ -325,8 +330,10 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--msst", type=Path, default=os.environ.get("UNBAKE_MSST_DIR"))
-    parser.add_argument("--child", choices=list(ARCHS), help=argparse.SUPPRESS)
-    parser.add_argument("--side", help=argparse.SUPPRESS)
+    parser.add_argument("--prepare", type=Path, metavar="DIR",
+                        help="write the weights and track of the (first) architecture into DIR and stop")
+    parser.add_argument("--child", choices=list(ARCHS), help="run one side only (with --side, --folder)")
+    parser.add_argument("--side", choices=["reference", "exact", "fast"], help=argparse.SUPPRESS)
     parser.add_argument("--folder", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--direct", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -339,6 +346,10 @@ def main() -> None:
         _child(args.child, args.side, args.folder, args.threads, args.direct, args.msst)
         return
     sys.path.insert(0, str(REPO / "src"))
+    if args.prepare:
+        args.prepare.mkdir(parents=True, exist_ok=True)
+        _prepare(args.archs[0], args.prepare, args.seconds)
+        return
     import torch
 
     print(f"CPU: {vector_extensions()}")
