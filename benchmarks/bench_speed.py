@@ -163,7 +163,8 @@ def _reference_model(arch: str, state: dict, msst: Path | None):
     data.setdefault("training", {}).setdefault("use_amp", False)
     config = ConfigDict(data)
     module, cls = MSST_CLASSES[model_type]
-    model = getattr(importlib.import_module(module), cls)(**dict(config.model))
+    # from the YAML as read (ConfigDict turns tuples into lists, which MSST's type checks refuse)
+    model = getattr(importlib.import_module(module), cls)(**data["model"])
     model.load_state_dict(state)
     names = prefer_target_instrument(config)
 
