@@ -163,8 +163,9 @@ def _reference_model(arch: str, state: dict, msst: Path | None):
     data.setdefault("training", {}).setdefault("use_amp", False)
     config = ConfigDict(data)
     module, cls = MSST_CLASSES[model_type]
-    # from the YAML as read (ConfigDict turns tuples into lists, which MSST's type checks refuse)
-    model = getattr(importlib.import_module(module), cls)(**data["model"])
+    # sequences as tuples: MSST's runtime type checks refuse lists where its hints say tuple
+    kwargs = {k: tuple(v) if isinstance(v, list) else v for k, v in data["model"].items()}
+    model = getattr(importlib.import_module(module), cls)(**kwargs)
     model.load_state_dict(state)
     names = prefer_target_instrument(config)
 
