@@ -100,6 +100,8 @@ class SeparationRequest:
     seed: int = _option(0, _number(integer=True))
     device: str = _option("cpu", lambda name, value: _check_device(value))
     batch_size: int = _option(1, _number(1, integer=True))
+    # float32 (exact) | bfloat16 | float16 | int8 | fast: see unbake.engine.precision
+    precision: str = "float32"
     downmix: bool = False
     enforce_consistency: bool = False
     clip: str = _option("rescale", _one_of(dsp.CLIP_MODES))
@@ -118,6 +120,11 @@ class SeparationRequest:
             check = f.metadata.get("check")
             if check is not None:
                 check(f.name, getattr(self, f.name))
+        if self.precision != "float32":  # the default needs no torch import to check
+            from .engine.apply import resolve_device
+            from .engine.precision import resolve_precision
+
+            resolve_precision(self.precision, resolve_device(self.device))
         if self.format == STEMS_FORMAT:
             if self.filename != DEFAULT_FILENAME:
                 raise OutputOptionError("filename", "does not apply to the stems format (one file: OUTDIR/{track}.stem.mp4)")
@@ -363,7 +370,8 @@ def _run_member(member: Member, track: _Track, request: SeparationRequest, progr
     try:
         for block in iter_separate(model, source, segment_samples=seg, overlap=request.overlap,
                                    shifts=request.shifts, seed=request.seed, batch_size=request.batch_size,
-                                   device=request.device, progress=progress, normalize=normalize):
+                                   device=request.device, progress=progress, normalize=normalize,
+                                   precision=request.precision):
             for k, stem in enumerate(model.sources):
                 emit(stem, block[k])
         for stem in model.sources:

@@ -2,10 +2,11 @@
 
 from .apply import DEVICES, apply_model, iter_separate, resolve_device, segment_for, track_statistics
 from .overlap_add import OverlapAdd, plan_chunks, shift_offsets, triangular_window
+from .precision import PRECISIONS, resolve_precision
 from .sources import ArraySource, NormalizedSource, RawFileSource, RawFileWriter
 
 __all__ = [
-    "ArraySource", "DEVICES", "NormalizedSource", "OverlapAdd", "RawFileSource", "RawFileWriter",
-    "apply_model", "iter_separate", "plan_chunks", "resolve_device", "segment_for",
+    "ArraySource", "DEVICES", "PRECISIONS", "NormalizedSource", "OverlapAdd", "RawFileSource", "RawFileWriter",
+    "apply_model", "iter_separate", "plan_chunks", "resolve_device", "resolve_precision", "segment_for",
     "shift_offsets", "track_statistics", "triangular_window",
 ]

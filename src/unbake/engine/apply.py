@@ -13,6 +13,7 @@ from ..errors import ModelError, UnbakeError
 from ..models.base import check_output
 from .allocator import keep_freed_memory
 from .overlap_add import OverlapAdd, plan_chunks, shift_offsets
+from .precision import autocast, for_precision, resolve_precision
 from .sources import ArraySource, NormalizedSource
 
 log = logging.getLogger(__name__)
@@ -57,12 +58,15 @@ def segment_for(model, segment_samples: int | None = None) -> int:
 def iter_separate(model, source, *, segment_samples: int | None = None, overlap: float = 0.25,
                   shifts: int = 0, seed: int = 0, batch_size: int = 1,
                   device: str | torch.device | None = "cpu", progress: ProgressFn | None = None,
-                  normalize: tuple[float, float] | None = None) -> Iterator[np.ndarray]:
+                  normalize: tuple[float, float] | None = None,
+                  precision: str = "float32") -> Iterator[np.ndarray]:
     """Separate ``source`` (an object with ``channels``, ``length`` and ``read(start, stop)``)
     and yield the stems in order as float32 blocks ``(s, c, n)``; the blocks add up to
     ``source.length`` samples. Memory is bounded by a few segments whatever the length.
 
     ``normalize=(mean, scale)`` standardises the track before the model and undoes it after.
+    ``precision`` is one of :data:`~unbake.engine.precision.PRECISIONS`: ``float32`` is exact,
+    the others trade a little accuracy for speed (see :mod:`unbake.engine.precision`).
     """
     if not 0.0 <= overlap < 1.0:
         raise UnbakeError(f"overlap must be in [0, 1), got {overlap}")
@@ -71,6 +75,7 @@ def iter_separate(model, source, *, segment_samples: int | None = None, overlap:
     if source.channels != model.audio_channels:
         raise ModelError(f"model expects {model.audio_channels} channel(s), input has {source.channels}")
     dev = resolve_device(device)
+    prec = resolve_precision(precision, dev)
     keep_freed_memory()
     seg = segment_for(model, segment_samples)
     delays = shift_offsets(shifts, int(0.5 * model.samplerate), seed)
@@ -84,13 +89,14 @@ def iter_separate(model, source, *, segment_samples: int | None = None, overlap:
     params = next(iter(model.parameters()), None) if hasattr(model, "parameters") else None
     if params is not None and params.device != dev:
         model.to(dev)
+    runner = for_precision(model, prec)
     try:
         for i in range(0, len(chunks), max(1, batch_size)):
             batch = chunks[i:i + max(1, batch_size)]
             x = np.stack([src.read(c.window_start, c.window_start + c.window_length) for c in batch])
             xt = torch.from_numpy(x).to(dev)
-            with torch.inference_mode():
-                y = model(xt)
+            with torch.inference_mode(), autocast(prec, dev):
+                y = runner(xt)
             check_output(model, xt, y)
             y = y.detach().to("cpu", torch.float32).numpy()
             for c, out in zip(batch, y):
@@ -111,7 +117,7 @@ def iter_separate(model, source, *, segment_samples: int | None = None, overlap:
 def apply_model(model, mix, *, segment_samples: int | None = None, overlap: float = 0.25,
                 shifts: int = 0, seed: int = 0, batch_size: int = 1,
                 device: str | torch.device | None = "cpu", progress: ProgressFn | None = None,
-                normalize: tuple[float, float] | None = None):
+                normalize: tuple[float, float] | None = None, precision: str = "float32"):
     """Separate an in-memory mix: ``(c, t)`` -> ``(s, c, t)`` or ``(b, c, t)`` -> ``(b, s, c, t)``.
 
     Accepts a numpy array or a torch tensor and returns the same kind. The input is never
@@ -126,7 +132,8 @@ def apply_model(model, mix, *, segment_samples: int | None = None, overlap: floa
     for item in items:
         blocks = list(iter_separate(model, ArraySource(item), segment_samples=segment_samples,
                                     overlap=overlap, shifts=shifts, seed=seed, batch_size=batch_size,
-                                    device=device, progress=progress, normalize=normalize))
+                                    device=device, progress=progress, normalize=normalize,
+                                    precision=precision))
         outs.append(np.concatenate(blocks, axis=-1))
     out = np.stack(outs)
     if arr.ndim == 2:
