@@ -38,13 +38,21 @@ def _config() -> dict:
 
 def _prepare(folder: Path, seconds: float) -> None:
     """Random full-size weights and a standardised synthetic stereo track."""
-    import numpy as np
     import torch
 
     from unbake.hub.architectures import model_from_config
 
     torch.manual_seed(0)
-    model = model_from_config("htdemucs", _config())
+    save_inputs(model_from_config("htdemucs", _config()), folder, seconds)
+
+
+def save_inputs(model, folder: Path, seconds: float) -> None:
+    """``model``'s weights (LayerScale raised so every residual branch counts; float16-rounded
+    so both sides load the same numbers) and a standardised synthetic stereo track, as
+    ``folder/state.pt`` and ``folder/mix.pt``. Also used by bench_speed.py."""
+    import numpy as np
+    import torch
+
     with torch.no_grad():
         for name, p in model.named_parameters():
             if name.endswith(".scale"):  # LayerScale: make every residual branch count

@@ -105,27 +105,13 @@ def _overlap(arch: str) -> float:
 
 def _prepare(arch: str, folder: Path, seconds: float) -> None:
     """Random full-size weights and a standardised synthetic stereo track."""
-    import numpy as np
     import torch
 
+    from bench_demucs_reference import save_inputs  # this script's folder is on sys.path
     from unbake.hub.loading import load_model
 
     torch.manual_seed(0)
-    model = load_model(ARCHS[arch][0], pretrained=False)
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            if name.endswith(".scale"):  # Demucs LayerScale starts near 0: make every branch count
-                p.uniform_(0.2, 0.5)
-    torch.save({k: v.half().float() for k, v in model.state_dict().items()}, folder / "state.pt")
-    rng = np.random.default_rng(0)
-    t = np.arange(int(seconds * SAMPLERATE)) / SAMPLERATE
-    tones = sum(np.sin(2 * np.pi * f * t + rng.uniform(0, 6)) * a
-                for f, a in ((55, 0.3), (220, 0.2), (440, 0.15), (1760, 0.05)))
-    mix = np.stack([tones + 0.1 * rng.standard_normal(t.size),
-                    0.8 * tones + 0.1 * rng.standard_normal(t.size)]).astype(np.float32)
-    mono = mix.mean(0)
-    mix = (mix - mono.mean()) / (mono.std(ddof=1) + 1e-8)
-    torch.save(torch.from_numpy(mix.astype(np.float32)), folder / "mix.pt")
+    save_inputs(load_model(ARCHS[arch][0], pretrained=False), folder, seconds)
 
 
 # ----------------------------------------------------------------------------- one side
