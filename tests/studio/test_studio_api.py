@@ -704,3 +704,37 @@ def test_studio_command_max_duration(monkeypatch, tmp_path):
         res = runner.invoke(app, ["studio", "--max-duration", bad])
         assert res.exit_code == 1 and "--max-duration" in res.output, bad
     assert len(calls) == 2
+
+
+def test_exports_for_dj_software_and_daws(studio, song_job, example_song, tmp_path):
+    """The NI Stems file (four-stem models only) and MIDI of a stem, next to the other exports."""
+    import mido
+
+    from unbake.audio.io import info, stream_names
+
+    client, _ = studio
+    job, _ = song_job  # center: vocals + accompaniment, not the NI four
+    res = client.get(f"/api/jobs/{job['id']}/stems.stem.mp4")
+    assert res.status_code == 409 and "stems" in res.json()["detail"].lower()
+    res = client.get(f"/api/jobs/{job['id']}/stems/vocals/midi")
+    assert res.status_code == 200 and res.content[:4] == b"MThd"
+    assert "Falcon 69 - vocals.mid" in unquote(res.headers["content-disposition"])
+    assert client.get(f"/api/jobs/{job['id']}/stems/accompaniment/midi").status_code == 400  # kind unknown
+    res = client.get(f"/api/jobs/{job['id']}/stems/accompaniment/midi", params={"kind": "drums"})
+    assert res.status_code == 200
+    midi_path = tmp_path / "drums.mid"
+    midi_path.write_bytes(res.content)
+    hits = [m for m in mido.MidiFile(str(midi_path)) if m.type == "note_on" and m.velocity > 0]
+    assert hits and {m.channel for m in hits} == {9} and {m.note for m in hits} <= {36, 38, 42}
+
+    res = upload(client, example_song.read_bytes(), name="Falcon 69.stem.mp4", model="unbake_small")
+    assert res.status_code == 201, res.text
+    four = wait_for(client, res.json()["id"], {"done", "failed"})
+    assert four["status"] == "done", four
+    res = client.get(f"/api/jobs/{four['id']}/stems.stem.mp4", params={"codec": "alac"})
+    assert res.status_code == 200
+    assert "Falcon 69.stem.mp4" in unquote(res.headers["content-disposition"])
+    path = tmp_path / "song.stem.mp4"
+    path.write_bytes(res.content)
+    assert len(info(path).streams) == 5
+    assert stream_names(path) == ["mixture", "drums", "bass", "other", "vocals"]

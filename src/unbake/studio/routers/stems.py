@@ -1,11 +1,11 @@
 """A finished job's audio: the original, each stem (to play, to download in any export format),
-spectrogram pictures, and every stem in one zip."""
+spectrogram pictures, every stem in one zip, an NI Stems file for DJ software, and MIDI of a stem."""
 
 from __future__ import annotations
 
 from typing import Literal
 
-from fastapi import APIRouter
+from fastapi import APIRouter, HTTPException
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse
 
@@ -51,6 +51,55 @@ async def stems_zip(done: DoneDep, format: Format = "flac") -> FileResponse:
         await run_in_threadpool(zip_stems, done, format, path)
     return FileResponse(path, media_type="application/zip",
                         filename=f"{song_name(done.job)} - stems ({format}).zip")
+
+
+@router.get("/stems.stem.mp4")
+async def ni_stems_file(done: DoneDep, codec: Literal["aac", "alac"] = "aac") -> FileResponse:
+    path = done.inside(done.files.cache / f"stems-{codec}.stem.mp4")
+    if not path.is_file():
+        await run_in_threadpool(write_ni_stems, done, codec, path)
+    return FileResponse(path, media_type="audio/mp4", filename=f"{song_name(done.job)}.stem.mp4")
+
+
+@router.get("/stems/{stem}/midi")
+async def stem_midi(done: DoneDep, stem: str, kind: Literal["bass", "melody", "drums"] | None = None) -> FileResponse:
+    from ...transcribe import KIND_OF_STEM
+
+    kind = kind or KIND_OF_STEM.get(stem)
+    if kind is None:
+        raise HTTPException(400, f"say how to transcribe {stem!r}: kind=bass, melody or drums")
+    path = done.inside(done.files.cache / f"midi-{stem}-{kind}.mid")
+    if not path.is_file():
+        await run_in_threadpool(transcribe_stem, done, stem, kind, path)
+    return FileResponse(path, media_type="audio/midi", filename=f"{song_name(done.job)} - {stem}.mid")
+
+
+def write_ni_stems(done: DoneJob, codec: str, dst) -> None:
+    """The original as the master stream and the NI four stems, decoded and encoded block by
+    block (memory does not grow with the song); a model with other stems is refused."""
+    from ...audio import iter_blocks
+    from ...audio.stemsfile import StemsFileWriter, plan_slots
+    from ...errors import OutputError
+
+    try:
+        slots = plan_slots(done.job.stems)
+    except OutputError as exc:
+        raise HTTPException(409, str(exc)) from None
+    original = done.existing(done.files.original, "original")
+    opened = [iter_blocks(original)] + [iter_blocks(done.stem_path(parts[0])) for parts in slots.values()]
+    sample_rate, channels = opened[0][0], opened[0][1]
+    with StemsFileWriter(dst, sample_rate, channels, names=list(slots), codec=codec, overwrite=True) as writer:
+        for blocks in zip(*(blocks for _, _, blocks in opened)):
+            n = min(b.shape[1] for b in blocks)
+            writer.write([b[:, :n] for b in blocks])
+
+
+def transcribe_stem(done: DoneJob, stem: str, kind: str, dst) -> None:
+    from ...audio import read_audio
+    from ...transcribe import transcribe
+
+    audio, sample_rate = read_audio(done.stem_path(stem))
+    transcribe(audio, sample_rate, kind).write_midi(dst)
 
 
 def converted(done: DoneJob, stem: str, fmt: str):

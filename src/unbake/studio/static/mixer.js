@@ -44,6 +44,24 @@ export class Mixer {
     try { localStorage.setItem(this.storageKey(), JSON.stringify(this.settings)); } catch { /* private mode */ }
   }
 
+  // -- exports for DJ software and DAWs: the NI Stems file needs the four NI stems; MIDI reads a
+  // bass line, a melody (vocals) or drums
+  buildExports() {
+    const ni = ["drums", "bass", "other", "vocals"];
+    const stemsFile = $("#stems-file-link");
+    stemsFile.hidden = !ni.every((s) => this.stems.includes(s));
+    stemsFile.href = API.jobUrl(this.job.id, "/stems.stem.mp4");
+    const kinds = { bass: "bass", vocals: "melody", drums: "drums" };
+    const select = $("#midi-stem");
+    const choices = this.stems.filter((s) => s in kinds);
+    select.replaceChildren(...choices.map((s) => new Option(`MIDI: ${s} (${kinds[s]})`, s)));
+    const link = $("#midi-link");
+    select.hidden = link.hidden = choices.length === 0;
+    const update = () => { link.href = API.stemUrl(this.job.id, select.value, "/midi"); };
+    select.onchange = update;
+    if (choices.length) update();
+  }
+
   // -- view
   build() {
     $("#mix-title").textContent = this.job.name;
@@ -51,6 +69,7 @@ export class Mixer {
     $("#mix-meta").textContent = `${this.job.model} · ${this.stems.length} stems · ${fmtTime(a.duration_s)} · ${a.sample_rate} Hz · ${a.channels === 1 ? "mono" : "stereo"}`;
     $("#tracks").replaceChildren(this.buildRow("original", true), ...this.stems.map((s) => this.buildRow(s, false)));
     $("#zip-link").href = API.jobUrl(this.job.id, "/stems.zip?format=flac");
+    this.buildExports();
     showMasterLoudness(this.settings.master);
     this.updateTime();
     this.applySettingsToView();
