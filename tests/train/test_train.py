@@ -431,3 +431,21 @@ def test_export_state_tool_writes_a_loadable_checkpoint(tmp_path):
     from unbake.hub.checkpoint import read_blob
 
     assert read_blob(dest)["meta"]["selection"] == "last step" and read_blob(dest)["meta"]["step"] == 2
+
+
+def test_a_killed_runs_half_written_files_are_swept(tmp_path):
+    """`.part` files of a process that no longer exists (a kill mid-save) are removed when the
+    next training starts; those of a live process are kept."""
+    from unbake.train.loop import run_training
+
+    child = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    dead = int(child.stdout)
+    cfg = config_from_dict(tiny_config(tmp_path, optim__steps=2))
+    out = tmp_path / "run"
+    out.mkdir()
+    stale = out / f".{STATE_NAME}.{dead}.abcd1234.part"
+    live = out / f".curves.png.{os.getpid()}.abcd1234.part"
+    stale.write_bytes(b"half a state")
+    live.write_bytes(b"being written")
+    run_training(cfg, out)
+    assert not stale.exists() and live.exists()

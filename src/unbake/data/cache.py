@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .._common import atomic_path, write_text_atomic
+from .._common import atomic_path, sweep_stale_parts, write_text_atomic
 from ..errors import AudioError, ConfigError
 
 CACHE_VERSION = 1
@@ -48,6 +48,7 @@ class AudioCache:
         folder = self.track_dir(source, extra)
         arr_path, meta_path = folder / "audio.npy", folder / "meta.json"
         if not (arr_path.is_file() and meta_path.is_file()):
+            sweep_stale_parts(folder)  # what a killed earlier decode left half-written
             array, meta = decode(source)
             array = np.ascontiguousarray(array, dtype=np.float32)
             if array.ndim != 3:

@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from .._common import sweep_stale_parts
 from ..hub.checkpoint import atomic_torch_save, read_tagged
 from ..data.cache import AudioCache
 from ..data.datasets import (ExcerptSampler, Track, find_tracks, fold_split, load_tracks, split_tracks,
@@ -440,6 +441,7 @@ def run_training(cfg: TrainConfig, out_dir: str | os.PathLike | None = None, *, 
     info = ddp.init_from_env(device)
     try:
         trainer = Trainer(cfg, out_dir, info)
+        sweep_stale_parts(trainer.out)  # half-written states and plots of a killed earlier run
         if resume:
             trainer.resume()
         elif (trainer.out / STATE_NAME).is_file():
