@@ -22,6 +22,7 @@ import numpy as np
 from ._common import sweep_stale_parts, track_name
 from .audio import dsp
 from .audio.io import BLOCK_FRAMES, OUTPUT_FORMATS, AudioWriter, check_output_options, check_writable, iter_blocks
+from .audio.stemsfile import STEMS_CODECS
 from .errors import InvalidAudioError, ModelOptionError, OutputError, OutputOptionError, ParameterError, UnbakeError
 from .stems import StemSet
 
@@ -34,7 +35,6 @@ OTHER_METHODS = ("add", "minus")
 DEFAULT_FILENAME = "{track}/{stem}.{ext}"
 STEMS_FORMAT = "stems"  # one NI Stems file (.stem.mp4) instead of one file per stem
 FILE_FORMATS = OUTPUT_FORMATS + (STEMS_FORMAT,)  # what separate_file writes
-STEMS_CODECS = ("aac", "alac")
 ProgressFn = Callable[[float], None]
 
 # ------------------------------------------------------------------------------ the request

@@ -13,7 +13,7 @@ import os
 import shutil
 from pathlib import Path
 
-from ._common import atomic_dir, cache_root
+from ._common import atomic_dir, cache_root, sha256_file
 from .errors import AudioError
 from .stems import PROVENANCE_FILE, StemSet
 
@@ -26,17 +26,12 @@ def separation_cache_dir() -> Path:
 
 
 def separation_key(song: str | os.PathLike, model: str) -> str:
-    """sha256 of the song file's bytes followed by the model name."""
-    h = hashlib.sha256()
+    """sha256 of the song file's content digest and the model name."""
     try:
-        with open(song, "rb") as f:
-            for chunk in iter(lambda: f.read(1 << 20), b""):
-                h.update(chunk)
+        content = sha256_file(song)
     except OSError as exc:
         raise AudioError(f"{song}: cannot read ({exc.strerror or exc})") from exc
-    h.update(b"\0model=")
-    h.update(str(model).encode())
-    return h.hexdigest()
+    return hashlib.sha256(f"{content}\0model={model}".encode()).hexdigest()
 
 
 def separate_cached(song: str | os.PathLike, model: str | None = None, *, progress=None) -> StemSet:

@@ -278,7 +278,7 @@ def time_map(a: np.ndarray, b: np.ndarray, sample_rate_a: int, sample_rate_b: in
     if semitones is None:
         semitones, _ = find_transposition(ca, cb)
     ca, da = np.roll(ca, int(semitones), axis=0), np.roll(da, int(semitones), axis=0)
-    n, m = ca.shape[1], cb.shape[1]
+    n = ca.shape[1]
     chroma_cost = 1.0 - ca.T @ cb
     from scipy.spatial.distance import cdist
 

@@ -64,7 +64,7 @@ class _Display:
     """Files done/total, hours of audio, x real time and ETA, on one rich progress line."""
 
     def __enter__(self) -> "_Display":
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+        from rich.progress import BarColumn, MofNCompleteColumn, TextColumn
 
         from .app import make_progress
 

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import urlparse
 
-from .._common import ENV_CACHE, atomic_path, cache_root, sha256_file
+from .._common import atomic_path, cache_root, sha256_file
 from ..errors import ChecksumError, DownloadError, OfflineError
 
 if TYPE_CHECKING:  # types only: the catalogue asks this module what is cached, not the reverse

@@ -53,14 +53,6 @@ def render(stems_dir: Path, stems: Sequence[str], settings: Mapping[str, Any], t
             "duration_s": audio.shape[1] / mixer.sample_rate}
 
 
-def neutral_settings() -> dict[str, Any]:
-    """One stem's and the master's neutral settings (rendering them gives the sum of the stems):
-    the values the mixer starts from and returns to on reset, from the remix project schema."""
-    from ..remix.schema import neutral_settings as schema_neutral
-
-    return schema_neutral()
-
-
 def ab_match(loudness_path: Path, stems: Sequence[str], settings: Mapping[str, Any]) -> dict[str, Any]:
     """The A/B loudness match for ``settings`` from the job's loudness gram (see
     :func:`unbake.studio.meters.ab_match`); the settings are validated as for a render."""

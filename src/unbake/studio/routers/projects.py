@@ -17,8 +17,11 @@ router = APIRouter(prefix="/api")
 
 @router.get("/mix/neutral")
 async def neutral() -> dict:
-    """``{"track": {...}, "master": {...}}``: one stem's and the master's neutral settings."""
-    return remixing.neutral_settings()
+    """``{"track": {...}, "master": {...}}``: one stem's and the master's neutral settings, from
+    the remix project schema."""
+    from ...remix.schema import neutral_settings
+
+    return neutral_settings()
 
 
 @router.post("/jobs/{job_id}/project")
