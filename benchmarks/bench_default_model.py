@@ -74,7 +74,7 @@ def peak_memory(model: str, minutes: list[float]) -> None:
         for m in minutes:
             wav = Path(tmp) / f"in_{m:g}min.wav"
             make_input(wav, m)
-            wall, rss_mib = run(wav, Path(tmp) / f"out_{m:g}", model)
+            wall, rss_mib = run(wav, Path(tmp) / f"out_{m:g}", model, studio=False)
             wav.unlink()
             print(f"peak memory: {rss_mib:.0f} MiB for a {m:g} min input ({m * 60 / wall:.1f}x real time "
                   f"through `unbake separate`, decoding and encoding included)")

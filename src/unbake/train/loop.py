@@ -362,7 +362,7 @@ class Trainer:
         sources = list(self.cfg.data.sources)
         if main:
             self.out.mkdir(parents=True, exist_ok=True)
-            tlog = CsvLog(self.out / TRAIN_LOG, ["step", "time_s", "lr", "loss", "l1_wave", "mrstft",
+            tlog = CsvLog(self.out / TRAIN_LOG, ["step", "time_s", "lr", "loss", "l1_wave", "mrstft", "sdr",
                                                  "grad_norm", "s_per_step"], self.step)
             vlog = CsvLog(self.out / VALID_LOG, ["step", "mean", *sources, "floor_mean",
                                                  *[f"floor_{s}" for s in sources]], self.step)

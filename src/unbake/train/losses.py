@@ -1,4 +1,4 @@
-"""Training losses for separation: waveform L1 and multi-resolution STFT loss.
+"""Training losses for separation: waveform L1, multi-resolution STFT loss and the negated uSDR.
 
 Every loss takes estimates and references of the same shape ``(b, s, c, t)`` and returns a
 scalar tensor (mean over everything), so they can be weighted and summed.
@@ -11,12 +11,29 @@ from dataclasses import dataclass
 import torch
 
 from ..errors import ConfigError
+from ..metrics.sdr import USDR_EPS
 
 
 def l1_wave(est: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
     """Mean absolute sample error."""
     _check(est, ref)
     return (est - ref).abs().mean()
+
+
+# the metric's own epsilon, so the loss is exactly the negated per-excerpt uSDR that validation
+# averages; it also keeps log and gradient finite when a reference stem is silent
+SDR_EPS = USDR_EPS
+
+
+def sdr(est: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
+    """Negated uSDR in dB, averaged over (batch, stem): per excerpt and stem,
+    ``-10 log10((‖s‖² + eps) / (‖s − ŝ‖² + eps))`` with the sums over channels and time and
+    ``eps = SDR_EPS`` (:data:`unbake.metrics.USDR_EPS`). Unlike L1 it weighs every stem of
+    every excerpt equally whatever its level, as the metric does."""
+    _check(est, ref)
+    num = ref.pow(2).sum(dim=(-2, -1)) + SDR_EPS
+    den = (ref - est).pow(2).sum(dim=(-2, -1)) + SDR_EPS
+    return -10.0 * torch.log10(num / den).mean()
 
 
 def _stft_mag(x: torch.Tensor, n_fft: int) -> torch.Tensor:
@@ -51,6 +68,7 @@ class LossConfig:
     l1_wave: float = 1.0
     mrstft: float = 0.0
     mrstft_ffts: tuple[int, ...] = (512, 1024, 2048)
+    sdr: float = 0.0
 
     @classmethod
     def from_dict(cls, raw: dict | None) -> "LossConfig":
@@ -61,7 +79,7 @@ class LossConfig:
         if "mrstft_ffts" in raw:
             raw["mrstft_ffts"] = tuple(int(n) for n in raw["mrstft_ffts"])
         cfg = cls(**raw)
-        if cfg.l1_wave < 0 or cfg.mrstft < 0 or cfg.l1_wave + cfg.mrstft == 0:
+        if cfg.l1_wave < 0 or cfg.mrstft < 0 or cfg.sdr < 0 or cfg.l1_wave + cfg.mrstft + cfg.sdr == 0:
             raise ConfigError("loss weights must be >= 0 and not all zero")
         return cfg
 
@@ -73,6 +91,8 @@ def separation_loss(est: torch.Tensor, ref: torch.Tensor, cfg: LossConfig) -> tu
         parts["l1_wave"] = l1_wave(est, ref)
     if cfg.mrstft:
         parts["mrstft"] = mrstft(est, ref, cfg.mrstft_ffts)
-    weights = {"l1_wave": cfg.l1_wave, "mrstft": cfg.mrstft}
+    if cfg.sdr:
+        parts["sdr"] = sdr(est, ref)
+    weights = {"l1_wave": cfg.l1_wave, "mrstft": cfg.mrstft, "sdr": cfg.sdr}
     total = sum(weights[k] * v for k, v in parts.items())
     return total, {k: float(v.detach()) for k, v in parts.items()}

@@ -31,8 +31,11 @@ def plot_curves(run_dir: str | os.PathLike, out_name: str = "curves.png") -> Pat
         return None
     fig, (ax_loss, ax_sdr) = plt.subplots(1, 2, figsize=(11, 4))
     if train:
-        ax_loss.plot([int(r["step"]) for r in train], [float(r["loss"]) for r in train], lw=1)
-        ax_loss.set_yscale("log")
+        loss = [float(r["loss"]) for r in train]
+        ax_loss.plot([int(r["step"]) for r in train], loss, lw=1)
+        # an SDR-type loss is in (negated) dB and goes below zero: a log axis only for positive losses
+        if min(loss) > 0:
+            ax_loss.set_yscale("log")
     ax_loss.set(xlabel="step", ylabel="training loss", title="loss")
     if valid:
         steps = [int(r["step"]) for r in valid]
