@@ -21,12 +21,13 @@ from test_precision import SNR_BOUND_DB, _snr_db, _tiny
 CPU = torch.device("cpu")
 
 
-@pytest.fixture
-def ov_cache(tmp_path, monkeypatch):
-    """An empty cache and no compiled model kept from another test."""
-    monkeypatch.setenv("UNBAKE_CACHE", str(tmp_path / "cache"))
-    monkeypatch.setattr(backend, "_compiled", {})
-    return tmp_path / "cache" / "openvino"
+@pytest.fixture(scope="module")
+def ov_cache(tmp_path_factory):
+    """One cache for this module (a conversion takes seconds), none of the user's."""
+    root = tmp_path_factory.mktemp("cache")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("UNBAKE_CACHE", str(root))
+        yield root / "openvino"
 
 
 @pytest.fixture(scope="module")
@@ -38,6 +39,7 @@ def _separate(model, mix, **kw):
     return apply_model(model, mix, segment_samples=model.max_segment_samples, **kw)
 
 
+@pytest.mark.slow  # the module's first conversion
 def test_openvino_float32_matches_pytorch(tiny_htdemucs, ov_cache):
     pytest.importorskip("openvino")
     mix = tone_mix(1.0)
@@ -60,22 +62,30 @@ def test_openvino_bfloat16_within_the_bound(tiny_htdemucs, ov_cache):
 
 def test_converted_graph_is_reused(tiny_htdemucs, ov_cache, monkeypatch):
     ov = pytest.importorskip("openvino")
+    converted_before = any(ov_cache.glob("*/model.xml"))
     calls = []
     convert = backend.convert
     monkeypatch.setattr(backend, "convert", lambda *a: (calls.append(1), convert(*a))[1])
+    monkeypatch.setattr(backend, "_compiled", {})
     runner = backend.for_backend(tiny_htdemucs, "float32", CPU, "openvino")
-    assert isinstance(runner, backend.OpenVinoRunner) and len(calls) == 1
+    assert isinstance(runner, backend.OpenVinoRunner)
+    assert len(calls) == (0 if converted_before else 1)
+    assert len(list(ov_cache.glob("*/model.xml"))) == 1
+    # the same process keeps the compiled model
     assert backend.for_backend(tiny_htdemucs, "float32", CPU, "openvino").compiled is runner.compiled
     monkeypatch.setattr(backend, "_compiled", {})  # a new process: only the disk cache is left
-    backend.for_backend(tiny_htdemucs, "float32", CPU, "openvino")
-    assert len(calls) == 1
+    again = backend.for_backend(tiny_htdemucs, "float32", CPU, "openvino")
+    assert again.compiled is not runner.compiled
+    assert len(calls) == (0 if converted_before else 1)
     # other weights are another graph
+    example = backend._example_inputs(tiny_htdemucs)
+    key = backend.model_key(tiny_htdemucs, example, ov.__version__)
     other = _tiny("htdemucs")
+    assert backend.model_key(other, example, ov.__version__) == key
     with torch.no_grad():
         next(other.parameters()).add_(1.0)
-    backend.for_backend(other, "float32", CPU, "openvino")
-    assert len(calls) == 2 and len(list(ov_cache.glob("*/model.xml"))) == 2
-    assert ov.__version__  # the key names the runtime version; present to be read
+    assert backend.model_key(other, example, ov.__version__) != key
+    assert backend.model_key(tiny_htdemucs, example, "0.0") != key
 
 
 def test_missing_runtime_falls_back_with_one_line(tiny_htdemucs, monkeypatch, caplog):
