@@ -280,6 +280,10 @@ def conv_transpose_strided(conv: nn.ConvTranspose2d, x: torch.Tensor) -> torch.T
     Other layers and inputs fall back to ``conv(x)``.
     """
     kernel, stride = conv.kernel_size[0], conv.stride[0]
+    if torch.jit.is_tracing():
+        # a graph runtime (unbake.engine.backend) has a fast transposed convolution of its own,
+        # and would run the shifted additions below as slow scatter updates
+        return conv(x)
     plain = (x.dim() == 4 and conv.kernel_size[1:] == (1,) and conv.stride[1:] == (1,)
              and conv.groups == 1 and conv.padding == (0, 0) and conv.output_padding == (0, 0)
              and conv.dilation == (1, 1) and kernel % stride == 0 and x.dtype == conv.weight.dtype)
