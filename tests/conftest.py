@@ -10,6 +10,9 @@ import pytest
 import torch
 
 os.environ.setdefault("UNBAKE_OFFLINE", "1")  # tests never reach the network
+# PyTorch unless a test asks for another runtime (tests/engine/test_backend.py): a converted
+# graph would otherwise land in the user's cache for every model a test separates with
+os.environ.setdefault("UNBAKE_BACKEND", "torch")
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"

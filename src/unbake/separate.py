@@ -102,6 +102,8 @@ class SeparationRequest:
     batch_size: int = _option(1, _number(1, integer=True))
     # float32 (exact) | bfloat16 | float16 | int8 | fast: see unbake.engine.precision
     precision: str = "float32"
+    # auto | torch | openvino (None: $UNBAKE_BACKEND, else auto): see unbake.engine.backend
+    backend: str | None = None
     downmix: bool = False
     enforce_consistency: bool = False
     clip: str = _option("rescale", _one_of(dsp.CLIP_MODES))
@@ -125,6 +127,10 @@ class SeparationRequest:
             from .engine.precision import resolve_precision
 
             resolve_precision(self.precision, resolve_device(self.device))
+        if self.backend is not None:
+            from .engine.backend import resolve_backend
+
+            resolve_backend(self.backend)
         if self.format == STEMS_FORMAT:
             if self.filename != DEFAULT_FILENAME:
                 raise OutputOptionError("filename", "does not apply to the stems format (one file: OUTDIR/{track}.stem.mp4)")
@@ -371,7 +377,7 @@ def _run_member(member: Member, track: _Track, request: SeparationRequest, progr
         for block in iter_separate(model, source, segment_samples=seg, overlap=request.overlap,
                                    shifts=request.shifts, seed=request.seed, batch_size=request.batch_size,
                                    device=request.device, progress=progress, normalize=normalize,
-                                   precision=request.precision):
+                                   precision=request.precision, backend=request.backend):
             for k, stem in enumerate(model.sources):
                 emit(stem, block[k])
         for stem in model.sources:

@@ -12,6 +12,7 @@ import torch
 from ..errors import ModelError, UnbakeError
 from ..models.base import check_output
 from .allocator import keep_freed_memory
+from .backend import for_backend
 from .overlap_add import OverlapAdd, plan_chunks, shift_offsets
 from .precision import autocast, for_precision, resolve_precision
 from .sources import ArraySource, NormalizedSource
@@ -59,7 +60,7 @@ def iter_separate(model, source, *, segment_samples: int | None = None, overlap:
                   shifts: int = 0, seed: int = 0, batch_size: int = 1,
                   device: str | torch.device | None = "cpu", progress: ProgressFn | None = None,
                   normalize: tuple[float, float] | None = None,
-                  precision: str = "float32") -> Iterator[np.ndarray]:
+                  precision: str = "float32", backend: str | None = None) -> Iterator[np.ndarray]:
     """Separate ``source`` (an object with ``channels``, ``length`` and ``read(start, stop)``)
     and yield the stems in order as float32 blocks ``(s, c, n)``; the blocks add up to
     ``source.length`` samples. Memory is bounded by a few segments whatever the length.
@@ -67,6 +68,8 @@ def iter_separate(model, source, *, segment_samples: int | None = None, overlap:
     ``normalize=(mean, scale)`` standardises the track before the model and undoes it after.
     ``precision`` is one of :data:`~unbake.engine.precision.PRECISIONS`: ``float32`` is exact,
     the others trade a little accuracy for speed (see :mod:`unbake.engine.precision`).
+    ``backend`` is ``auto``, ``torch`` or ``openvino`` (None: ``$UNBAKE_BACKEND``, else
+    ``auto``; see :mod:`unbake.engine.backend`).
     """
     if not 0.0 <= overlap < 1.0:
         raise UnbakeError(f"overlap must be in [0, 1), got {overlap}")
@@ -89,7 +92,9 @@ def iter_separate(model, source, *, segment_samples: int | None = None, overlap:
     params = next(iter(model.parameters()), None) if hasattr(model, "parameters") else None
     if params is not None and params.device != dev:
         model.to(dev)
-    runner = for_precision(model, prec)
+    runner = for_backend(model, prec, dev, backend)
+    if runner is model:
+        runner = for_precision(model, prec)
     try:
         for i in range(0, len(chunks), max(1, batch_size)):
             batch = chunks[i:i + max(1, batch_size)]
@@ -117,7 +122,8 @@ def iter_separate(model, source, *, segment_samples: int | None = None, overlap:
 def apply_model(model, mix, *, segment_samples: int | None = None, overlap: float = 0.25,
                 shifts: int = 0, seed: int = 0, batch_size: int = 1,
                 device: str | torch.device | None = "cpu", progress: ProgressFn | None = None,
-                normalize: tuple[float, float] | None = None, precision: str = "float32"):
+                normalize: tuple[float, float] | None = None, precision: str = "float32",
+                backend: str | None = None):
     """Separate an in-memory mix: ``(c, t)`` -> ``(s, c, t)`` or ``(b, c, t)`` -> ``(b, s, c, t)``.
 
     Accepts a numpy array or a torch tensor and returns the same kind. The input is never
@@ -133,7 +139,7 @@ def apply_model(model, mix, *, segment_samples: int | None = None, overlap: floa
         blocks = list(iter_separate(model, ArraySource(item), segment_samples=segment_samples,
                                     overlap=overlap, shifts=shifts, seed=seed, batch_size=batch_size,
                                     device=device, progress=progress, normalize=normalize,
-                                    precision=precision))
+                                    precision=precision, backend=backend))
         outs.append(np.concatenate(blocks, axis=-1))
     out = np.stack(outs)
     if arr.ndim == 2:

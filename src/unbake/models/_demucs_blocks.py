@@ -280,6 +280,10 @@ def conv_transpose_strided(conv: nn.ConvTranspose2d, x: torch.Tensor) -> torch.T
     Other layers and inputs fall back to ``conv(x)``.
     """
     kernel, stride = conv.kernel_size[0], conv.stride[0]
+    if torch.jit.is_tracing():
+        # a graph runtime (unbake.engine.backend) has a fast transposed convolution of its own,
+        # and would run the shifted additions below as slow scatter updates
+        return conv(x)
     plain = (x.dim() == 4 and conv.kernel_size[1:] == (1,) and conv.stride[1:] == (1,)
              and conv.groups == 1 and conv.padding == (0, 0) and conv.output_padding == (0, 0)
              and conv.dilation == (1, 1) and kernel % stride == 0 and x.dtype == conv.weight.dtype)
@@ -516,11 +520,22 @@ class HybridDemucsBase(nn.Module):
     def _run(self, mix: torch.Tensor, bottom: Callable | None) -> torch.Tensor:
         """``(b, c, t) -> (b, s, c, t)``. ``bottom(x, xt) -> (x, xt)`` transforms the encoder
         outputs; ``None`` starts the decoder from zeros (Hybrid Demucs)."""
-        length = mix.shape[-1]
+        return self._spectral_out(*self._unet(mix, self._spectral_in(mix), bottom))
+
+    def _spectral_in(self, mix: torch.Tensor) -> torch.Tensor:
+        """The spectrogram of ``mix (b, c, t)`` as real channels ``(b, 2c, f, frames)``."""
         # Apple MPS has no complex tensors: the (i)STFT runs on the CPU there
         spectral = torch.device("cpu") if mix.device.type == "mps" else mix.device
-        z = hybrid_stft(mix.to(spectral), self.nfft)
-        x, mean, std = standardize(complex_as_channels(z).to(mix.device), (1, 2, 3))
+        return complex_as_channels(hybrid_stft(mix.to(spectral), self.nfft)).to(mix.device)
+
+    def _unet(self, mix: torch.Tensor, spec: torch.Tensor,
+              bottom: Callable | None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Both branches from ``mix (b, c, t)`` and its spectrogram ``spec (b, 2c, f, frames)``
+        to the frequency branch's output ``(b, s, 2c, f, frames)`` and the time branch's
+        ``(b, s, c, t)``. Only real tensors and fixed shapes: this is the part a graph
+        runtime can take over (see :mod:`unbake.engine.backend`)."""
+        length = mix.shape[-1]
+        x, mean, std = standardize(spec, (1, 2, 3))
         b, _, fq, frames = x.shape
         xt, meant, stdt = standardize(mix, (1, 2))
 
@@ -565,9 +580,15 @@ class HybridDemucsBase(nn.Module):
 
         n_sources = len(self.sources)
         x = x.view(b, n_sources, -1, fq, frames) * std[:, None] + mean[:, None]
-        x = x.view(b, -1, fq, frames).to(spectral)
-        x = hybrid_istft(channels_as_complex(x, n_sources), length).to(mix.device)
         xt = xt.view(b, n_sources, -1, length) * stdt[:, None] + meant[:, None]
+        return x, xt
+
+    def _spectral_out(self, x: torch.Tensor, xt: torch.Tensor) -> torch.Tensor:
+        """The sum of both branches ``(b, s, c, t)`` from :meth:`_unet`'s outputs."""
+        b, n_sources, _, fq, frames = x.shape
+        spectral = torch.device("cpu") if xt.device.type == "mps" else xt.device
+        x = x.reshape(b, -1, fq, frames).to(spectral)
+        x = hybrid_istft(channels_as_complex(x, n_sources), xt.shape[-1]).to(xt.device)
         return xt + x
 
 

@@ -28,6 +28,11 @@ class SeparationModel(Protocol):
         track_normalize: when true, the caller standardises the whole track with the mean and
             standard deviation of its mono mix before separating, and undoes it afterwards
             (what the Demucs models were trained with).
+
+    Optional: a model whose ``graph_export`` is true also offers ``graph_inputs(mix)``,
+    ``graph_core(*inputs)`` and ``graph_outputs(outputs, length)``, its forward pass in three
+    parts of which the middle one has real tensors and fixed shapes only; the engine can then run
+    that part on a graph runtime (:mod:`unbake.engine.backend`). See :class:`~unbake.models.htdemucs.HTDemucs`.
     """
 
     sources: tuple[str, ...]

@@ -127,6 +127,21 @@ class HTDemucs(HybridDemucsBase):
     def forward(self, mix: torch.Tensor) -> torch.Tensor:
         """``(b, c, t) -> (b, s, c, t)``; ``t`` at most :attr:`max_segment_samples`."""
         self._check_input(mix)
+        return self.graph_outputs(self.graph_core(*self.graph_inputs(mix)), mix.shape[-1])
+
+    # The three parts of ``forward`` for graph runtimes (unbake.engine.backend): the STFT and
+    # iSTFT (complex tensors, which graph exporters do not take) stay in PyTorch, the network
+    # between them has fixed shapes when the model runs on its training segment.
+
+    @property
+    def graph_export(self) -> bool:
+        """Whether :meth:`graph_core` sees the same shapes for every input (the padded
+        training segment), so that a graph runtime can compile it once."""
+        return self.use_train_segment
+
+    def graph_inputs(self, mix: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``mix (b, c, t)`` -> the inputs of :meth:`graph_core`: the mix padded to the
+        training segment ``(b, c, T)`` and its spectrogram as real channels."""
         length = mix.shape[-1]
         if self.use_train_segment:
             if length > self.segment_samples:
@@ -135,7 +150,15 @@ class HTDemucs(HybridDemucsBase):
             if length < self.segment_samples:
                 # the model was trained on exactly this length: pad, then crop the result
                 mix = torch.nn.functional.pad(mix, (0, self.segment_samples - length))
-        out = self._run(mix, self._bottom)
+        return mix, self._spectral_in(mix)
+
+    def graph_core(self, mix: torch.Tensor, spec: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The network between the spectral transforms (real tensors only)."""
+        return self._unet(mix, spec, self._bottom)
+
+    def graph_outputs(self, outputs: tuple[torch.Tensor, ...], length: int) -> torch.Tensor:
+        """:meth:`graph_core`'s outputs -> the separation ``(b, s, c, length)``."""
+        out = self._spectral_out(*outputs)
         return out[..., :length] if out.shape[-1] != length else out
 
 

@@ -192,7 +192,8 @@ def evaluate(model: torch.nn.Module, tracks: list[Track], sources: tuple[str, ..
     floor_scores = {s: [] for s in sources}
     for track in tracks:
         mix = track.mix()
-        est = apply_model(model, mix, device=device)
+        # PyTorch: the weights change between validations, a converted graph would not be reused
+        est = apply_model(model, mix, device=device, backend="torch")
         refs = np.asarray(track.stems, dtype=np.float32)
         for i, s in enumerate(sources):
             est_scores[s].append(usdr(refs[i], est[i]))
