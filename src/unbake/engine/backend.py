@@ -79,7 +79,8 @@ def for_backend(model, precision: str, device: torch.device, backend: str | None
         global _missing_logged
         if not _missing_logged:
             _missing_logged = True
-            log.info("OpenVINO is not installed: running on PyTorch (%s is faster on the CPU)", _INSTALL_HINT)
+            log.warning("OpenVINO is not installed: running %s on PyTorch (%s runs it faster on the CPU)",
+                        type(model).__name__, _INSTALL_HINT)
         return model
     return OpenVinoRunner(model, _compile(ov, model, precision), precision)
 
