@@ -87,7 +87,7 @@ _SEPARATION_PARAMS = [
     _param("device", str, typer.Option("cpu", "--device", "-d", help="cpu | cuda | mps | auto")),
     _param("batch_size", int, typer.Option(1, "--batch-size", help="Chunks per model call.")),
     _param("precision", str, typer.Option("float32", "--precision", help="float32 (exact) | bfloat16 | float16 | int8 | fast (the quickest this machine runs natively; output within -30 dB of float32).")),
-    _param("backend", Optional[str], typer.Option(None, "--backend", help="auto | torch | openvino: the runtime of models that support OpenVINO (extra unbake[fast]), on the CPU in float32/bfloat16. Default: $UNBAKE_BACKEND, else auto.")),
+    _param("backend", Optional[str], typer.Option(None, "--backend", help="auto | torch | openvino: the runtime of models that support OpenVINO (pip install 'unbake\\[fast]'), on the CPU in float32/bfloat16. Default: $UNBAKE_BACKEND, else auto.")),
     _param("format", str, typer.Option("wav", "--format", help="wav | flac | mp3 | stems (one NI Stems file, OUTDIR/{track}.stem.mp4)")),
     _param("stems_codec", str, typer.Option("aac", "--stems-codec", help="Codec of --format stems: aac (256 kbit/s) | alac.")),
     _param("stems_map", Optional[str], typer.Option(None, "--stems-map", help="NI slots from other stems, e.g. drums=drums,bass=bass,other=guitar+piano+other,vocals=vocals.")),
