@@ -2,7 +2,7 @@
 
     PYTHONPATH=src python benchmarks/bench_default_model.py [--model unbake_small] [--seconds 60]
         [--threads N] [--data ../shared/data/musdb18-7s/train] [--valid-every 9] [--valid-count 10]
-        [--memory-minutes 1 5] [--cv runs/cv/fold0 runs/cv/fold1 ...]
+        [--memory-minutes 1 5] [--cv runs/cv/fold*_synth [--cv-against runs/cv/fold*_real] [--cv-only]]
 
 Speed: times ``unbake.separate`` on a ``--seconds`` long stereo input (the validation mixtures
 played one after the other, repeated) and prints how many times faster than real time it ran.
@@ -11,8 +11,11 @@ Quality: per-stem uSDR on the held-out validation tracks (the fixed rule of
 baseline's vocals. Peak memory: peak RSS of ``unbake separate`` (a child process per length, see
 ``bench_memory.py``) on generated inputs of ``--memory-minutes``; flat in the length is the target.
 Cross-validation: ``--cv`` run folders (``unbake train`` outputs, one per fold) are summarised
-from their ``valid_log.csv``: the last validation row of each, per stem mean ± standard deviation
-across the folds (the figures are those runs', at the step each stopped: say which).
+from their ``valid_log.csv``: each run's validation at its schedule's last step (``optim.steps``,
+never the best step; a run that has not reached it is refused), per stem mean ± standard deviation
+(ddof=1) across the folds. ``--cv-against`` the other arm's run folders: the paired per-fold
+difference (``--cv`` minus ``--cv-against``, paired by ``data.fold``), its mean, standard deviation
+and standard error (std/sqrt(folds)). ``--cv-only``: nothing else is measured.
 Run by hand; never part of the test suite.
 """
 
@@ -80,21 +83,55 @@ def peak_memory(model: str, minutes: list[float]) -> None:
                   f"through `unbake separate`, decoding and encoding included)")
 
 
-def cross_validation(run_dirs: list[str]) -> None:
+def last_validations(run_dirs: list[str]) -> dict[int, dict[str, float]]:
+    """Per fold (``data.fold`` of the run's state), the validation row at the schedule's last step."""
     import csv
 
-    rows = []
+    from unbake.train.loop import STATE_NAME, read_state
+
+    rows: dict[int, dict[str, float]] = {}
     for d in run_dirs:
+        cfg = read_state(Path(d) / STATE_NAME)["config"]
+        fold, steps = cfg["data"]["fold"], cfg["optim"]["steps"]
         with open(Path(d) / "valid_log.csv", newline="") as f:
-            last = list(csv.DictReader(f))[-1]
-        rows.append(last)
-        print(f"{d}: step {last['step']}, mean uSDR {float(last['mean']):.2f} dB")
-    stems = [k for k in rows[0] if k not in ("step", "mean") and not k.startswith("floor")]
-    print(f"cross-validation over {len(rows)} folds (mean ± std of the folds' last validation):")
-    for s in stems + ["mean"]:
-        v = np.array([float(r[s]) for r in rows])
-        spread = f"± {v.std(ddof=1):.2f} dB" if len(v) > 1 else "dB (one fold: no spread)"
-        print(f"  {s:8s} {v.mean():6.2f} {spread}")
+            last = {k: float(v) for k, v in list(csv.DictReader(f))[-1].items()}
+        if int(last["step"]) != steps:
+            raise SystemExit(f"{d}: last validation at step {int(last['step'])}, the schedule ends at {steps}: "
+                             "not finished")
+        if not cfg["data"]["folds"] or fold in rows:
+            raise SystemExit(f"{d}: not one fold of a k-fold run, or fold {fold} given twice")
+        rows[fold] = last
+    return rows
+
+
+def cross_validation(run_dirs: list[str], against: list[str]) -> None:
+    rows = last_validations(run_dirs)
+    stems = [k for k in next(iter(rows.values())) if k not in ("step", "mean") and not k.startswith("floor")]
+    cols = stems + ["mean"]
+
+    def table(title: str, per_fold: dict[int, dict[str, float]]) -> None:
+        print(title)
+        print(f"  {'fold':8s}" + "".join(f"{c:>9s}" for c in cols))
+        for fold in sorted(per_fold):
+            print(f"  {fold:<8d}" + "".join(f"{per_fold[fold][c]:9.2f}" for c in cols))
+        v = np.array([[per_fold[f][c] for c in cols] for f in sorted(per_fold)])
+        n = len(v)
+        print(f"  {'mean':8s}" + "".join(f"{x:9.2f}" for x in v.mean(0)))
+        if n > 1:
+            print(f"  {'std':8s}" + "".join(f"{x:9.2f}" for x in v.std(0, ddof=1)))
+            print(f"  {'std/√n':8s}" + "".join(f"{x:9.2f}" for x in v.std(0, ddof=1) / np.sqrt(n)))
+        else:
+            print("  (one fold: no spread)")
+
+    steps = sorted({int(r["step"]) for r in rows.values()})
+    table(f"cross-validation, {len(rows)} folds ({', '.join(run_dirs)}), uSDR dB at step "
+          f"{'/'.join(map(str, steps))} (each run's last):", rows)
+    if against:
+        base = last_validations(against)
+        if sorted(base) != sorted(rows):
+            raise SystemExit(f"--cv has folds {sorted(rows)}, --cv-against {sorted(base)}: not paired")
+        diff = {f: {c: rows[f][c] - base[f][c] for c in cols} for f in rows}
+        table(f"paired difference per fold, ({', '.join(run_dirs)}) - ({', '.join(against)}), dB:", diff)
 
 
 def main() -> None:
@@ -108,9 +145,14 @@ def main() -> None:
     ap.add_argument("--memory-minutes", type=float, nargs="*", default=[],
                     help="input lengths (minutes) for the peak-memory measurement; none: skipped")
     ap.add_argument("--cv", nargs="*", default=[], help="run folders of a cross-validation, one per fold")
+    ap.add_argument("--cv-against", nargs="*", default=[],
+                    help="the other arm's run folders: paired per-fold differences (--cv minus these)")
+    ap.add_argument("--cv-only", action="store_true", help="only the cross-validation summary")
     args = ap.parse_args()
     if args.cv:
-        cross_validation(args.cv)
+        cross_validation(args.cv, args.cv_against)
+    if args.cv_only:
+        return
     if args.threads:
         torch.set_num_threads(args.threads)
 

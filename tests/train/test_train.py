@@ -416,6 +416,64 @@ def test_k_fold_split_and_extra_training_folders(tmp_path):
         config_from_dict(tiny_config(tmp_path, data__folds=3, data__fold=3))
 
 
+def test_fold_from_the_command_line_fills_fold_fields(tmp_path):
+    """--fold replaces data.fold and {fold} in out_dir / data.extra_roots stands for it, so one
+    config serves every fold; a fold out of range, or a fold without k-fold, is a ConfigError."""
+    import yaml
+    from typer.testing import CliRunner
+
+    from unbake.cli import app
+
+    for f in (0, 1):
+        make_folder_tracks(tmp_path / f"extra{f}", n_tracks=1, seconds=1.0, tonal=True)
+    raw = tiny_config(tmp_path, optim__steps=1, data__folds=2, out_dir="runs/fold{fold}",
+                      data__extra_roots=["extra{fold}"])
+    raw["data"]["root"] = "data"
+    cfg_path = tmp_path / "cfg.yaml"
+    cfg_path.write_text(yaml.safe_dump(raw))
+    plain = load_config(cfg_path)
+    assert (plain.data.fold, plain.out_dir, plain.data.extra_roots) == (0, str(tmp_path / "runs/fold0"),
+                                                                        (str(tmp_path / "extra0"),))
+    other = load_config(cfg_path, fold=1)
+    assert (other.data.fold, other.out_dir, other.data.extra_roots) == (1, str(tmp_path / "runs/fold1"),
+                                                                        (str(tmp_path / "extra1"),))
+    assert other.to_dict() == config_from_dict({**raw, "out_dir": "runs/fold1", "data": {
+        **raw["data"], "fold": 1, "extra_roots": ["extra1"]}}, base_dir=tmp_path).to_dict()
+    with pytest.raises(ConfigError, match=r"data\.fold.*\[0, 2\)"):
+        load_config(cfg_path, fold=2)
+    with pytest.raises(ConfigError):
+        load_config(cfg_path, fold=-1)
+    single = {**raw, "data": {**raw["data"], "folds": 0, "extra_roots": []}}
+    with pytest.raises(ConfigError, match=r"data\.folds: \{fold\} in out_dir"):
+        config_from_dict(single, base_dir=tmp_path)
+    with pytest.raises(ConfigError, match=r"data\.folds: a fold needs"):
+        config_from_dict({**single, "out_dir": "runs/x"}, base_dir=tmp_path, fold=0)
+
+    runner = CliRunner()
+    res = runner.invoke(app, ["train", str(cfg_path), "--fold", "2", "--quiet"])
+    assert res.exit_code != 0 and "Traceback" not in res.output and "data.fold" in res.output
+    assert not (tmp_path / "runs").exists()
+    res = runner.invoke(app, ["train", str(cfg_path), "--fold", "1", "--quiet"])
+    assert res.exit_code == 0, res.output
+    assert (tmp_path / "runs" / "fold1" / STATE_NAME).is_file() and not (tmp_path / "runs" / "fold0").exists()
+    assert read_state(tmp_path / "runs" / "fold1" / STATE_NAME)["config"]["data"]["fold"] == 1
+
+
+def test_the_cross_validation_configs_serve_every_fold():
+    """configs/cv/fold0_*.yaml with --fold F: that fold's run folder and synthetic set, the rest equal."""
+    for arm in ("real", "synth"):
+        base = load_config(REPO / "configs" / "cv" / f"fold0_{arm}.yaml").to_dict()
+        assert base["data"]["fold"] == 0 and base["out_dir"].endswith(f"fold0_{arm}")
+        for f in range(1, 5):
+            cfg = load_config(REPO / "configs" / "cv" / f"fold0_{arm}.yaml", fold=f).to_dict()
+            assert cfg["out_dir"].endswith(f"fold{f}_{arm}")
+            assert cfg["data"]["extra_roots"] == ([str(REPO / "configs/cv/../../runs/synth" / f"fold{f}_of5")]
+                                                  if arm == "synth" else [])
+            same = {**cfg, "out_dir": base["out_dir"], "data": {**cfg["data"], "fold": 0,
+                                                                 "extra_roots": base["data"]["extra_roots"]}}
+            assert same == base
+
+
 def test_export_state_tool_writes_a_loadable_checkpoint(tmp_path):
     import unbake
 

@@ -1,4 +1,4 @@
-"""`unbake train CONFIG.yaml [--data DIR] [--resume] [--out DIR]` (also one process of a `torchrun` run)."""
+"""`unbake train CONFIG.yaml [--data DIR] [--fold N] [--resume] [--out DIR]` (also one process of a `torchrun` run)."""
 
 from __future__ import annotations
 
@@ -18,6 +18,8 @@ def train(
     outdir: Optional[Path] = typer.Option(None, "--out", help="Run folder (default: out_dir of the config)."),
     max_steps: Optional[int] = typer.Option(None, "--max-steps", help="Stop after this many steps in this call."),
     data: Optional[Path] = typer.Option(None, "--data", help="Training data folder (replaces data.root of the config)."),
+    fold: Optional[int] = typer.Option(None, "--fold", help="Fold of a k-fold config (replaces data.fold; "
+                                       "{fold} in out_dir and data.extra_roots stands for it)."),
     verbose: bool = typer.Option(True, "--verbose/--quiet", help="Log progress to stderr."),
 ) -> None:
     """Train or fine-tune a separation model; states in OUT/state.pt, best weights in OUT/best_model.pt."""
@@ -28,7 +30,7 @@ def train(
 
     if verbose:
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", force=True)
-    cfg = load_config(config, data_root=data)
+    cfg = load_config(config, data_root=data, fold=fold)
     check_data_folder(cfg)
     result = run_training(cfg, outdir, resume=resume, max_steps=max_steps)
     best = result.get("best")

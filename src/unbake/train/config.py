@@ -174,16 +174,49 @@ class TrainConfig(_Section):
         return self.model_dump(mode="json")
 
 
+# stands for data.fold in out_dir and data.extra_roots, so one config serves every fold
+FOLD_FIELD = "{fold}"
+
+
+def _fill_fold(raw: dict, fold: int) -> dict:
+    """``raw`` with :data:`FOLD_FIELD` replaced by ``fold`` in out_dir and data.extra_roots."""
+    data = raw.get("data") if isinstance(raw.get("data"), dict) else {}
+    out = {**raw}
+    if isinstance(raw.get("out_dir"), str):
+        out["out_dir"] = raw["out_dir"].replace(FOLD_FIELD, str(fold))
+    if isinstance(data.get("extra_roots"), list):
+        out["data"] = {**data, "extra_roots": [r.replace(FOLD_FIELD, str(fold)) if isinstance(r, str) else r
+                                               for r in data["extra_roots"]]}
+    return out
+
+
+def _uses_fold_field(raw: dict) -> bool:
+    data = raw.get("data") if isinstance(raw.get("data"), dict) else {}
+    roots = data.get("extra_roots") if isinstance(data.get("extra_roots"), list) else []
+    return any(isinstance(v, str) and FOLD_FIELD in v for v in [raw.get("out_dir"), *roots])
+
+
 def config_from_dict(raw: dict, base_dir: str | os.PathLike | None = None, *,
-                     data_root: str | os.PathLike | None = None) -> TrainConfig:
+                     data_root: str | os.PathLike | None = None, fold: int | None = None) -> TrainConfig:
     """Build and check a :class:`TrainConfig`; relative paths are taken from ``base_dir``.
-    ``data_root`` (relative to the working folder) replaces ``data.root``."""
+    ``data_root`` (relative to the working folder) replaces ``data.root``; ``fold`` replaces
+    ``data.fold``. ``{fold}`` in ``out_dir`` and ``data.extra_roots`` stands for ``data.fold``
+    (only in a k-fold config, ``data.folds`` > 0)."""
     if not isinstance(raw, dict):
         raise ConfigError("the training config must be a mapping")
+    data = raw.get("data") if isinstance(raw.get("data"), dict) else {}
     if data_root is not None:
-        data = raw.get("data") if isinstance(raw.get("data"), dict) else {}
-        raw = {**raw, "data": {**data, "root": str(Path(data_root).resolve())}}
-    cfg = validate(TrainConfig, raw, base=Path(base_dir) if base_dir else None, root="the training config")
+        data = {**data, "root": str(Path(data_root).resolve())}
+        raw = {**raw, "data": data}
+    if fold is not None:
+        raw = {**raw, "data": {**data, "fold": fold}}
+    base = Path(base_dir) if base_dir else None
+    cfg = validate(TrainConfig, raw, base=base, root="the training config")
+    if (fold is not None or _uses_fold_field(raw)) and not cfg.data.folds:
+        what = "a fold" if fold is not None else f"{FOLD_FIELD} in out_dir or data.extra_roots"
+        raise ConfigError(f"data.folds: {what} needs a k-fold config (data.folds > 0)")
+    if _uses_fold_field(raw):
+        cfg = validate(TrainConfig, _fill_fold(raw, cfg.data.fold), base=base, root="the training config")
     if not cfg.data.root:
         raise ConfigError(f"data.root: no training data folder; {DATA_HINT}")
     if not cfg.data.cache_dir:
@@ -198,11 +231,12 @@ def check_data_folder(cfg: TrainConfig) -> None:
         raise ConfigError(f"data.root: no such folder: {root}; {DATA_HINT}")
 
 
-def load_config(path: str | os.PathLike, *, data_root: str | os.PathLike | None = None) -> TrainConfig:
-    """Read a training config file (``data_root``: see :func:`config_from_dict`)."""
+def load_config(path: str | os.PathLike, *, data_root: str | os.PathLike | None = None,
+                fold: int | None = None) -> TrainConfig:
+    """Read a training config file (``data_root``, ``fold``: see :func:`config_from_dict`)."""
     path = Path(path)
     raw = load_yaml(path, "training config", shape="(model:, data:, optim:, ...)", syntax="not valid YAML")
     try:
-        return config_from_dict(raw, base_dir=path.parent, data_root=data_root)
+        return config_from_dict(raw, base_dir=path.parent, data_root=data_root, fold=fold)
     except ConfigError as exc:
         raise ConfigError(f"{path}: {exc}") from None
