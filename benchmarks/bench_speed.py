@@ -141,6 +141,7 @@ def _reference_model(arch: str, state: dict, msst: Path | None):
         return model.eval(), separate
 
     import importlib
+    import inspect
 
     import numpy as np
     from ml_collections import ConfigDict
@@ -156,7 +157,12 @@ def _reference_model(arch: str, state: dict, msst: Path | None):
     module, cls = MSST_CLASSES[model_type]
     # sequences as tuples: MSST's runtime type checks refuse lists where its hints say tuple
     kwargs = {k: tuple(v) if isinstance(v, list) else v for k, v in data["model"].items()}
-    model = getattr(importlib.import_module(module), cls)(**kwargs)
+    ref_class = getattr(importlib.import_module(module), cls)
+    if "zero_dc" in inspect.signature(ref_class.__init__).parameters:
+        # newer MSST defaults zero_dc to True where a config does not say; unbake's model for this
+        # config has its own value (False unless the catalogue sets it): compare like with like
+        kwargs.setdefault("zero_dc", bool(getattr(_model_for_chunk(arch).config, "zero_dc", False)))
+    model = ref_class(**kwargs)
     model.load_state_dict(state)
     names = prefer_target_instrument(config)
 
