@@ -114,6 +114,31 @@ def wav_file(tmp_path, mix) -> Path:
     return p
 
 
+def make_bad_audio_files(folder: Path, mix: np.ndarray) -> dict[str, Path]:
+    """Inputs every reader must refuse with a typed error naming the file: text posing as mp3,
+    an empty file, a truncated WAV, a WAV with no frames, one holding a NaN, and a missing path."""
+    from pedalboard.io import AudioFile
+
+    from unbake.audio import write_audio
+
+    text = folder / "text.mp3"
+    text.write_text("not audio at all\n" * 100)
+    empty = folder / "empty.wav"
+    empty.write_bytes(b"")
+    good = write_audio(folder / "full.wav", mix, 44100, bit_depth="16")
+    cut = folder / "truncated.wav"
+    cut.write_bytes(good.read_bytes()[:5000])
+    good.unlink()
+    zero = folder / "zero.wav"
+    with AudioFile(str(zero), "w", 44100, 2) as f:
+        f.write(np.zeros((2, 0), np.float32))
+    nan = mix.copy()
+    nan[0, 10] = np.nan
+    nanf = write_audio(folder / "nan.wav", nan, 44100, bit_depth="32f")
+    return {"text": text, "empty": empty, "truncated": cut, "zero": zero, "nan": nanf,
+            "missing": folder / "missing.wav"}
+
+
 @pytest.fixture(scope="session")
 def example_song() -> Path:
     from unbake.audio import example_path

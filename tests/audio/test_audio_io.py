@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from conftest import encode_with_av
+from conftest import encode_with_av, make_bad_audio_files
 from unbake.audio import (AudioWriter, StreamResampler, apply_clip, clip_gain, convert_channels, downmix,
                           info, iter_blocks, read_audio, read_stems, resample, write_audio)
 from unbake.audio.dsp import as_channels_first, check_input_channels
@@ -63,35 +63,22 @@ def test_blocks_are_fixed_size(wav_file):
 
 
 def test_bad_files(tmp_path, mix):
-    text = tmp_path / "notes.mp3"
-    text.write_text("this is not audio\n" * 50)
-    empty = tmp_path / "empty.wav"
-    empty.write_bytes(b"")
-    good = write_audio(tmp_path / "good.wav", mix, 44100, bit_depth="16")
-    cut = tmp_path / "cut.wav"
-    cut.write_bytes(good.read_bytes()[: good.stat().st_size // 3])
+    bad = make_bad_audio_files(tmp_path, mix)
     flac = write_audio(tmp_path / "good.flac", mix, 44100, bit_depth="16")
     cut_flac = tmp_path / "cut.flac"
     cut_flac.write_bytes(flac.read_bytes()[: flac.stat().st_size // 3])
-    for p in (text, empty, tmp_path / "missing.wav", cut, cut_flac):
+    for p in (bad["text"], bad["empty"], bad["missing"], bad["truncated"], cut_flac):
         with pytest.raises(AudioError) as err:
             read_audio(p)
         assert str(p.name) in str(err.value)
 
 
 def test_zero_length_and_nan(tmp_path, mix):
-    from pedalboard.io import AudioFile
-
-    zero = tmp_path / "zero.wav"
-    with AudioFile(str(zero), "w", 44100, 2) as f:
-        f.write(np.zeros((2, 0), np.float32))
+    bad = make_bad_audio_files(tmp_path, mix)
     with pytest.raises(InvalidAudioError):
-        read_audio(zero)
-    bad = mix.copy()
-    bad[0, 100] = np.nan
-    nan_file = write_audio(tmp_path / "nan.wav", bad, 44100, bit_depth="32f")
+        read_audio(bad["zero"])
     with pytest.raises(InvalidAudioError, match="NaN"):
-        read_audio(nan_file)
+        read_audio(bad["nan"])
 
 
 def test_writer_is_atomic(tmp_path, mix):

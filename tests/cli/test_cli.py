@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
+from conftest import make_bad_audio_files
 from unbake.audio import read_audio, write_audio
 from unbake.cli import app
 
@@ -57,30 +58,9 @@ def test_existing_outputs_refused_without_overwrite(tmp_path, wav_file):
     assert run("separate", wav_file, "-o", tmp_path / "o", "--overwrite").exit_code == 0
 
 
-def _bad_inputs(tmp_path, mix):
-    text = tmp_path / "text.mp3"
-    text.write_text("not audio at all\n" * 100)
-    empty = tmp_path / "empty.wav"
-    empty.write_bytes(b"")
-    good = write_audio(tmp_path / "full.wav", mix, 44100, bit_depth="16")
-    cut = tmp_path / "truncated.wav"
-    cut.write_bytes(good.read_bytes()[:5000])
-    good.unlink()
-    from pedalboard.io import AudioFile
-
-    zero = tmp_path / "zero.wav"
-    with AudioFile(str(zero), "w", 44100, 2) as f:
-        f.write(np.zeros((2, 0), np.float32))
-    nan = mix.copy()
-    nan[0, 10] = np.nan
-    nanf = write_audio(tmp_path / "nan.wav", nan, 44100, bit_depth="32f")
-    return {"text": text, "empty": empty, "truncated": cut, "zero": zero, "nan": nanf,
-            "missing": tmp_path / "missing.wav"}
-
-
 def test_each_bad_input_one_line_no_traceback_no_output(tmp_path, mix):
     (tmp_path / "in").mkdir()
-    bad = _bad_inputs(tmp_path / "in", mix)
+    bad = make_bad_audio_files(tmp_path / "in", mix)
     for kind, path in bad.items():
         out = tmp_path / f"out_{kind}"
         res = run("separate", path, "-o", out)
