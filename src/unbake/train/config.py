@@ -178,22 +178,18 @@ class TrainConfig(_Section):
 FOLD_FIELD = "{fold}"
 
 
-def _fill_fold(raw: dict, fold: int) -> dict:
-    """``raw`` with :data:`FOLD_FIELD` replaced by ``fold`` in out_dir and data.extra_roots."""
+def _fill_fold(raw: dict) -> dict:
+    """``raw`` with :data:`FOLD_FIELD` in out_dir and data.extra_roots replaced by data.fold
+    (its default 0 when unset; a wrong value is refused by the validation that follows)."""
     data = raw.get("data") if isinstance(raw.get("data"), dict) else {}
+    fold = str(data.get("fold", DataSection.model_fields["fold"].default))
     out = {**raw}
     if isinstance(raw.get("out_dir"), str):
-        out["out_dir"] = raw["out_dir"].replace(FOLD_FIELD, str(fold))
+        out["out_dir"] = raw["out_dir"].replace(FOLD_FIELD, fold)
     if isinstance(data.get("extra_roots"), list):
-        out["data"] = {**data, "extra_roots": [r.replace(FOLD_FIELD, str(fold)) if isinstance(r, str) else r
+        out["data"] = {**data, "extra_roots": [r.replace(FOLD_FIELD, fold) if isinstance(r, str) else r
                                                for r in data["extra_roots"]]}
     return out
-
-
-def _uses_fold_field(raw: dict) -> bool:
-    data = raw.get("data") if isinstance(raw.get("data"), dict) else {}
-    roots = data.get("extra_roots") if isinstance(data.get("extra_roots"), list) else []
-    return any(isinstance(v, str) and FOLD_FIELD in v for v in [raw.get("out_dir"), *roots])
 
 
 def config_from_dict(raw: dict, base_dir: str | os.PathLike | None = None, *,
@@ -210,13 +206,11 @@ def config_from_dict(raw: dict, base_dir: str | os.PathLike | None = None, *,
         raw = {**raw, "data": data}
     if fold is not None:
         raw = {**raw, "data": {**data, "fold": fold}}
-    base = Path(base_dir) if base_dir else None
-    cfg = validate(TrainConfig, raw, base=base, root="the training config")
-    if (fold is not None or _uses_fold_field(raw)) and not cfg.data.folds:
+    filled = _fill_fold(raw)
+    cfg = validate(TrainConfig, filled, base=Path(base_dir) if base_dir else None, root="the training config")
+    if (fold is not None or filled != raw) and not cfg.data.folds:
         what = "a fold" if fold is not None else f"{FOLD_FIELD} in out_dir or data.extra_roots"
         raise ConfigError(f"data.folds: {what} needs a k-fold config (data.folds > 0)")
-    if _uses_fold_field(raw):
-        cfg = validate(TrainConfig, _fill_fold(raw, cfg.data.fold), base=base, root="the training config")
     if not cfg.data.root:
         raise ConfigError(f"data.root: no training data folder; {DATA_HINT}")
     if not cfg.data.cache_dir:
