@@ -22,6 +22,7 @@ Run by hand; never part of the test suite.
 from __future__ import annotations
 
 import argparse
+import json
 import tempfile
 import time
 from pathlib import Path
@@ -148,6 +149,8 @@ def main() -> None:
     ap.add_argument("--cv-against", nargs="*", default=[],
                     help="the other arm's run folders: paired per-fold differences (--cv minus these)")
     ap.add_argument("--cv-only", action="store_true", help="only the cross-validation summary")
+    ap.add_argument("--json", help="also write the validation figures, unrounded, to this JSON file "
+                                   "(for comparing two models closer than the printed 0.01 dB)")
     args = ap.parse_args()
     if args.cv:
         cross_validation(args.cv, args.cv_against)
@@ -195,6 +198,11 @@ def main() -> None:
         print(f"{s:8s} {res['stems'][s]:8.2f} {res['floor'][s]:9.2f} {res['stems'][s] - res['floor'][s]:8.2f}")
     print(f"{'mean':8s} {res['mean']:8.2f} {res['floor_mean']:9.2f} {res['mean'] - res['floor_mean']:8.2f}")
     print(f"center baseline vocals uSDR: {center_vocals:.2f} dB")
+    if args.json:
+        figures = {"model": args.model, "cpu": cpu_description(), "tracks": [t.name for t in tracks],
+                   "stems": res["stems"], "mean": res["mean"], "floor": res["floor"],
+                   "center_vocals": center_vocals, "speed_x_realtime": x_rt}
+        Path(args.json).write_text(json.dumps(figures, indent=2) + "\n")
     if args.memory_minutes:
         peak_memory(args.model, args.memory_minutes)
 

@@ -4,6 +4,13 @@ shippable checkpoint, float16 by default, with the step and how it was chosen in
     PYTHONPATH=src python tools/export_state.py runs/small_rnn/state.pt src/unbake/weights/unbake_small.pt \\
         --selection "last step of the schedule (fixed in advance; not picked on validation)"
 
+Several states of one run (``--average``) are exported as the uniform average of their weights
+(stochastic weight averaging over checkpoints): the averaged model usually sits in a flatter, better
+part of the loss surface than any single noisy step of a small-batch run.
+
+    PYTHONPATH=src python tools/export_state.py runs/small_ft/state_step00{3250..6000..250}.pt OUT.pt --average \\
+        --selection "mean of the validated states of the second half (rule fixed in advance)"
+
 A run's ``best_model.pt`` is the checkpoint that scored best on the run's validation tracks: once
 picked that way, those tracks no longer measure it fairly. Exporting a state chosen by a rule
 fixed beforehand (e.g. the last step) keeps them held out.
@@ -14,27 +21,53 @@ from __future__ import annotations
 import argparse
 
 
+def average_states(states: list[dict]) -> dict:
+    """The uniform average of the model weights of ``states`` (training states of one architecture
+    and model config); the last state's other fields are kept. Integer buffers (counters) are taken
+    from the last state."""
+    import torch
+
+    last = states[-1]
+    for st in states:
+        if (st["architecture"], st["model_config"]) != (last["architecture"], last["model_config"]):
+            raise SystemExit("states of different models cannot be averaged")
+    avg = {}
+    for key, value in last["model"].items():
+        if value.is_floating_point():
+            avg[key] = torch.stack([st["model"][key].double() for st in states]).mean(0).to(value.dtype)
+        else:
+            avg[key] = value
+    return {**last, "model": avg}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("state", help="training state file")
+    ap.add_argument("state", nargs="+", help="training state file(s)")
     ap.add_argument("dest", help="checkpoint to write")
     ap.add_argument("--selection", required=True, help="how this state was chosen (stored in the metadata)")
+    ap.add_argument("--average", action="store_true", help="export the mean of the weights of all the states given")
     ap.add_argument("--float32", action="store_true", help="keep float32 weights (default: float16)")
     args = ap.parse_args()
+    if len(args.state) > 1 and not args.average:
+        ap.error("several states need --average")
 
     from unbake.hub.architectures import model_from_config
     from unbake.hub.checkpoint import load_state_strict, save_checkpoint
     from unbake.train.loop import read_state
 
-    state = read_state(args.state)
+    states = [read_state(p) for p in args.state]
+    state = average_states(states) if args.average else states[0]
     model = model_from_config(state["architecture"], state["model_config"])
-    load_state_strict(model, state["model"], args.state)
+    load_state_strict(model, state["model"], args.state[-1])
     cfg = state["config"]
     meta = {"step": int(state["step"]), "selection": args.selection, "init_from": cfg.get("init_from"),
             "train_segment_s": cfg["data"]["segment_s"], "augment": cfg["augment"], "optim": cfg["optim"]}
+    if args.average:
+        meta["averaged_steps"] = [int(st["step"]) for st in states]
     path = save_checkpoint(model, args.dest, architecture=state["architecture"], config=state["model_config"],
                            meta=meta, half=not args.float32)
-    print(f"{path}: {state['architecture']} at step {state['step']}")
+    what = f"mean of steps {meta['averaged_steps']}" if args.average else f"at step {state['step']}"
+    print(f"{path}: {state['architecture']} {what}")
 
 
 if __name__ == "__main__":

@@ -136,6 +136,29 @@ def test_remixing_takes_stems_from_different_tracks(tmp_path):
     assert sum(len(ks) > 1 for ks in origins(1.0)) >= 12
 
 
+def test_extra_p_sets_the_share_of_picks_from_the_extra_tracks(tmp_path):
+    paths = make_folder_tracks(tmp_path / "d", n_tracks=5, constant=True)
+    tracks = load_tracks(paths, MUSDB_SOURCES, SR, AudioCache(tmp_path / "c"))
+
+    def extra_share(extra_p: float | None, remix_p: float) -> float:
+        # tracks 3 and 4 are the "extra" group; each stem's constant tells its track
+        sampler = ExcerptSampler(tracks, 500, AugmentConfig(remix_p=remix_p), seed=1, extra_from=3,
+                                 extra_p=extra_p)
+        _, stems = sampler.batch(0, 0, 400)
+        k = np.rint((stems[:, :, 0, 0] - (np.arange(4) + 1) / 100) * 10) - 1
+        assert ((k >= 0) & (k < 5)).all()
+        return float((k >= 3).mean())
+
+    for remix_p in (0.0, 1.0):
+        assert extra_share(0.0, remix_p) == 0.0 and extra_share(1.0, remix_p) == 1.0
+        assert abs(extra_share(0.2, remix_p) - 0.2) < 0.06
+    assert abs(extra_share(None, 1.0) - 2 / 5) < 0.06   # unset: uniform over all five tracks
+    with pytest.raises(ConfigError, match="without tracks"):
+        ExcerptSampler(tracks, 500, AugmentConfig(), extra_from=5, extra_p=0.3)
+    with pytest.raises(ConfigError, match=r"\[0, 1\]"):
+        ExcerptSampler(tracks, 500, AugmentConfig(), extra_from=3, extra_p=1.5)
+
+
 def test_pitch_tempo_variants_are_cached(tmp_path):
     paths = make_folder_tracks(tmp_path / "d", n_tracks=2, seconds=1.0)
     cfg = AugmentConfig(pitch_tempo_variants=1, pitch_tempo_p=1.0, tempo_range=(1.2, 1.2),

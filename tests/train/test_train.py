@@ -414,6 +414,11 @@ def test_k_fold_split_and_extra_training_folders(tmp_path):
     assert [t.path.parent for t in trainer.train_tracks] == [tmp_path / "data"] * 2 + [extra] * 2
     with pytest.raises(ConfigError):
         config_from_dict(tiny_config(tmp_path, data__folds=3, data__fold=3))
+    weighted = Trainer(config_from_dict(tiny_config(tmp_path, data__extra_roots=[str(extra)], data__extra_p=0.25)),
+                       tmp_path / "run_p")
+    assert (weighted.sampler.extra_p, weighted.sampler.extra_from) == (0.25, len(weighted.train_tracks) - 2)
+    with pytest.raises(ConfigError, match="extra_roots"):
+        config_from_dict(tiny_config(tmp_path, data__extra_p=0.25))
 
 
 def test_fold_from_the_command_line_fills_fold_fields(tmp_path):
@@ -489,6 +494,25 @@ def test_export_state_tool_writes_a_loadable_checkpoint(tmp_path):
     from unbake.hub.checkpoint import read_blob
 
     assert read_blob(dest)["meta"]["selection"] == "last step" and read_blob(dest)["meta"]["step"] == 2
+
+    # --average: the uniform mean of the weights of several states
+    Trainer(config_from_dict(tiny_config(tmp_path, optim__steps=4, run__valid_every_steps=2,
+                                         run__keep_validated=True)), tmp_path / "run4").fit()
+    kept = sorted((tmp_path / "run4").glob("state_step*.pt"))
+    assert len(kept) == 2
+    mean = tmp_path / "mean.pt"
+    proc = subprocess.run([sys.executable, str(REPO / "tools" / "export_state.py"), *map(str, kept), str(mean),
+                           "--average", "--selection", "mean of the last two", "--float32"], env=_cli_env(),
+                          capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    first, second = (read_state(p)["model"] for p in kept)
+    got = weights(unbake.load_model(str(mean)))
+    key = next(k for k, v in first.items() if v.is_floating_point() and not torch.equal(v, second[k]))
+    torch.testing.assert_close(got[key], (first[key] + second[key]) / 2)
+    assert read_blob(mean)["meta"]["averaged_steps"] == [2, 4]
+    refused = subprocess.run([sys.executable, str(REPO / "tools" / "export_state.py"), *map(str, kept), str(mean),
+                              "--selection", "x"], env=_cli_env(), capture_output=True, text=True)
+    assert refused.returncode != 0 and "--average" in refused.stderr
 
 
 def test_a_killed_runs_half_written_files_are_swept(tmp_path):

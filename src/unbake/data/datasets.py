@@ -165,12 +165,25 @@ class ExcerptSampler:
     mixture equal to the sum of the stems, drawn from a generator seeded by
     ``(seed, step, rank)`` only: the same call always gives the same batch, whatever happened
     before (which is what makes resuming exact and ranks of a data-parallel run disjoint).
+
+    ``extra_p``: the probability that a pick (a whole excerpt, or one stem of a cross-song remix)
+    comes from ``tracks[extra_from:]`` (e.g. a synthetic set), the rest from ``tracks[:extra_from]``;
+    ``None`` picks uniformly over all tracks, so a large extra set would outweigh the real one.
     """
 
     def __init__(self, tracks: list[Track], segment_samples: int, augment: AugmentConfig,
-                 seed: int = 0, sample_rate: int = 44100) -> None:
+                 seed: int = 0, sample_rate: int = 44100, extra_from: int | None = None,
+                 extra_p: float | None = None) -> None:
         if not tracks:
             raise ConfigError("no training tracks")
+        if extra_p is not None:
+            if extra_from is None or not 0 <= extra_from <= len(tracks):
+                raise ConfigError(f"extra_p needs the index where the extra tracks start, got {extra_from}")
+            if not 0.0 <= extra_p <= 1.0:
+                raise ConfigError(f"extra_p must be in [0, 1], got {extra_p}")
+            if (extra_p > 0 and extra_from == len(tracks)) or (extra_p < 1 and extra_from == 0):
+                raise ConfigError(f"extra_p = {extra_p} draws from a group without tracks "
+                                  f"({extra_from} regular, {len(tracks) - extra_from} extra)")
         short = [t.name for t in tracks if t.length < segment_samples]
         if short:
             raise ConfigError(f"tracks shorter than the training segment ({segment_samples} samples): {short[:5]}")
@@ -180,6 +193,8 @@ class ExcerptSampler:
         self.seed = int(seed)
         self.sample_rate = int(sample_rate)
         self.n_sources = int(tracks[0].stems.shape[0])
+        self.extra_from = extra_from
+        self.extra_p = extra_p
         # the variants a stem may come from: (track, variant) with variant -1 for the original
         self._variant_ok = [[v for v in range(len(t.variants)) if t.variants[v].shape[-1] >= segment_samples]
                             for t in tracks]
@@ -189,7 +204,12 @@ class ExcerptSampler:
         return t.stems if vi < 0 else t.variants[vi]
 
     def _pick(self, rng: np.random.Generator) -> tuple[int, int]:
-        ti = int(rng.integers(len(self.tracks)))
+        if self.extra_p is None:
+            ti = int(rng.integers(len(self.tracks)))
+        elif rng.random() < self.extra_p:
+            ti = self.extra_from + int(rng.integers(len(self.tracks) - self.extra_from))
+        else:
+            ti = int(rng.integers(self.extra_from))
         vi = -1
         ok = self._variant_ok[ti]
         if ok and rng.random() < self.augment.pitch_tempo_p:

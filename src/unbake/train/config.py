@@ -100,11 +100,16 @@ class DataSection(_Section):
     fold: Count = 0
     # folders of extra training-only tracks (e.g. a synthetic set from `unbake data synth`)
     extra_roots: tuple[RelPath, ...] = ()
+    # probability that an excerpt (or a remixed stem) is drawn from extra_roots; unset: every
+    # track, regular or extra, is equally likely
+    extra_p: Annotated[float, Number(0.0, 1.0)] | None = None
 
     @model_validator(mode="after")
     def _fold_in_range(self) -> "DataSection":
         if self.folds and self.fold >= self.folds:
             raise invalid(f"must be in [0, folds) = [0, {self.folds}), got {self.fold}", "fold")
+        if self.extra_p is not None and not self.extra_roots:
+            raise invalid("needs data.extra_roots to draw from", "extra_p")
         return self
 
 

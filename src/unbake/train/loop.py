@@ -258,13 +258,15 @@ class Trainer:
             train_paths, valid_paths = fold_split(paths, d.folds, d.fold)
         else:
             train_paths, valid_paths = split_tracks(paths, d.valid_every, d.valid_count)
+        extra_from = len(train_paths)
         train_paths = train_paths + [p for root in d.extra_roots for p in find_tracks(root)]
         self.valid_names = [track_name(p) for p in valid_paths]
         self.train_tracks = load_tracks(train_paths, d.sources, d.samplerate, cache,
                                         augment=self.cfg.augment, seed=self.cfg.seed)
         self.valid_tracks = load_tracks(valid_paths, d.sources, d.samplerate, cache) if self.dist.is_main else []
         self.sampler = ExcerptSampler(self.train_tracks, self.cfg.segment_samples, self.cfg.augment,
-                                      seed=self.cfg.seed, sample_rate=d.samplerate)
+                                      seed=self.cfg.seed, sample_rate=d.samplerate,
+                                      extra_from=extra_from, extra_p=d.extra_p)
 
     # -------------------------------------------------------------- state
 
