@@ -257,6 +257,62 @@ def test_synth_set_is_reproducible_and_readable_as_training_data(tmp_path, monke
     assert not list((tmp_path / "a").glob(".*partial"))
 
 
+def _beat_song(folder: Path, bpm: float, tonic: int, minor: bool, seconds: float = 8.0, sr: int = 22050) -> None:
+    """A song with a known tempo and key: clicks on the beats (drums), the tonic triad (bass and
+    other) and a voice on the tonic (vocals)."""
+    from unbake.audio import write_audio
+
+    n = int(seconds * sr)
+    t = np.arange(n) / sr
+    blip_t = np.arange(int(0.03 * sr)) / sr
+    blip = np.sin(2 * np.pi * 1500 * blip_t) * np.exp(-blip_t * 200)
+    drums = np.zeros(n)
+    for i in range(int(seconds * bpm / 60) + 1):
+        p = int(round(i * 60 / bpm * sr))
+        m = min(len(blip), n - p)
+        if m > 0:
+            drums[p:p + m] += blip[:m]
+
+    def tone(pc: int, octave: int) -> np.ndarray:
+        return 0.1 * np.sin(2 * np.pi * 440 * 2 ** ((12 * (octave + 1) + pc - 69) / 12) * t)
+
+    third = 3 if minor else 4
+    stems = {"drums": drums, "bass": tone(tonic, 2), "other": tone(tonic, 4) + tone(tonic + third, 4)
+             + tone(tonic + 7, 4), "vocals": tone(tonic, 5) + 0.5 * tone(tonic + 7, 5)}
+    folder.mkdir(parents=True)
+    for name, x in stems.items():
+        write_audio(folder / f"{name}.wav", np.stack([x, x]).astype(np.float32), sr, bit_depth="32f")
+
+
+def test_synth_match_vocals_follows_the_vocal_songs_tempo_key_and_beats(tmp_path, monkeypatch):
+    from unbake.data import synth
+
+    monkeypatch.setattr(synth, "render_midi", _fake_render)
+    monkeypatch.setattr(synth, "find_soundfont", lambda sf=None: Path("fake.sf2"))
+    monkeypatch.setattr(synth, "_fluidsynth", lambda: "fluidsynth")
+    sr = 22050
+    _beat_song(tmp_path / "real" / "A - Slow", 96.0, 9, True, sr=sr)      # A minor
+    _beat_song(tmp_path / "real" / "B - Quick", 128.0, 7, False, sr=sr)   # G major
+    vocals = find_tracks(tmp_path / "real")
+    kw = dict(seed=3, duration_s=3.0, sample_rate=sr, vocal_tracks=vocals, cache_dir=tmp_path / "cache")
+    matched = synth.make_synth_set(tmp_path / "m", 6, match_vocals=True, **kw)
+    plain = synth.make_synth_set(tmp_path / "p", 6, **kw)
+    expect = {"A - Slow": (96.0, 9, True), "B - Quick": (128.0, 7, False)}
+    assert {t.vocals_from for t in matched} == set(expect)  # both songs lend (6 draws)
+    for m, p in zip(matched, plain):
+        bpm, tonic, minor = expect[m.vocals_from]
+        assert m.matched_to_vocals and not p.matched_to_vocals
+        assert abs(m.tempo_bpm - bpm) < 2.0 and (m.key_root, m.minor) == (tonic, minor)
+        # the excerpt starts on a beat of its song (the tracker's beats: within 30 ms of the clicks)
+        phase = (m.vocals_offset_s * bpm / 60) % 1.0
+        assert min(phase, 1 - phase) * 60 / bpm < 0.03
+        # what the matching does not decide is the unmatched track's: same progression and instruments
+        assert (m.progression, m.bass_program, m.other_programs) == (p.progression, p.bass_program,
+                                                                    p.other_programs)
+    with pytest.raises(ConfigError, match="vocal"):
+        synth.make_synth_set(tmp_path / "x", 1, match_vocals=True, sample_rate=sr)
+
+
 def test_synth_names_the_missing_debian_packages(tmp_path, monkeypatch):
     from unbake.data import synth
     from unbake.errors import DependencyError

@@ -31,6 +31,8 @@ def synth(
     soundfont: Optional[Path] = typer.Option(None, "--soundfont", help="General MIDI .sf2 (default: "
                                              "FluidR3_GM from the Debian package fluid-soundfont-gm)."),
     cache_dir: Optional[Path] = typer.Option(None, "--cache-dir", help="Decoded-audio cache for --vocals."),
+    match_vocals: bool = typer.Option(False, "--match-vocals", help="Compose each track in the tempo and key "
+                                      "of the song its vocals come from, the vocals starting on a beat."),
 ) -> None:
     """Render drums, bass and accompaniment composed from SEED with a GM soundfont (fluidsynth)."""
     from ..data.datasets import find_tracks, fold_split, split_tracks
@@ -41,5 +43,5 @@ def synth(
         paths = find_tracks(vocals)
         vocal_tracks = fold_split(paths, folds, fold)[0] if folds else split_tracks(paths, valid_every, valid_count)[0]
     made = make_synth_set(outdir, count, seed=seed, duration_s=duration_s, vocal_tracks=vocal_tracks,
-                          soundfont=soundfont, cache_dir=cache_dir, start=start)
+                          soundfont=soundfont, cache_dir=cache_dir, start=start, match_vocals=match_vocals)
     out.print(f"{len(made)} tracks in {outdir}", highlight=False)

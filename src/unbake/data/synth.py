@@ -6,6 +6,12 @@ Every track is a folder ``synth_00000/`` with ``drums.wav``, ``bass.wav``, ``oth
 sum, so it is not written. Track ``i`` of seed ``s`` is a pure function of ``(s, i)``, the
 soundfont and the vocal folder: the same call makes the same set.
 
+With ``match_vocals`` each track's tempo and key are those of the song its vocal stem comes from
+(tempo, beats and key by :func:`unbake.analysis.analyze.analyze_stems` on that song's stems), and
+the vocal excerpt starts on one of that song's beats, so the voice sings in the key and on the
+beat grid of the band around it, as in a real mix; without it the voice is laid over an unrelated
+tempo and key.
+
 The music is generated here (no MIDI corpus is read), so the only licences involved are the
 soundfont's (FluidR3_GM, MIT, Debian package ``fluid-soundfont-gm``) and the vocal stems' (for
 MUSDB18: non-commercial research only, so a set made with them must stay out of any repository).
@@ -27,6 +33,7 @@ from ..errors import ConfigError, DependencyError
 
 SOUNDFONT_CANDIDATES = ("/usr/share/sounds/sf2/FluidR3_GM.sf2", "/usr/share/sounds/sf2/default-GM.sf2")
 TICKS_PER_BEAT = 480
+TEMPO_RANGE_BPM = (75.0, 150.0)
 DRUM_CHANNEL = 9
 
 # General MIDI programs per role (0-based): basses, and the instruments the "other" stem draws from
@@ -55,6 +62,20 @@ class SynthTrack:
     other_programs: tuple[int, ...]
     vocals_from: str | None
     vocals_offset_s: float
+    # tempo, key and the vocal excerpt's start follow the vocal source (match_vocals)
+    matched_to_vocals: bool = False
+
+
+@dataclass(frozen=True)
+class VocalSource:
+    """A song lending its vocal stem; ``bpm``/``beats_s``/``key`` are filled for ``match_vocals``."""
+
+    name: str
+    vocals: np.ndarray  # (channels, samples)
+    bpm: float | None = None
+    beats_s: tuple[float, ...] = ()
+    key_tonic: int = 0
+    minor: bool = False
 
 
 # ------------------------------------------------------------------ MIDI writing
@@ -216,27 +237,60 @@ def render_midi(midi: bytes, soundfont: Path, sample_rate: int, length: int, wor
     return out
 
 
-def _vocal_sources(vocal_tracks: list[Path] | None, sample_rate: int, cache_dir: Path | None):
+def _vocal_sources(vocal_tracks: list[Path] | None, sample_rate: int, cache_dir: Path | None,
+                   match: bool = False) -> list[VocalSource]:
     if not vocal_tracks:
         return []
     from .cache import AudioCache
-    from .datasets import load_tracks
+    from .datasets import MUSDB_SOURCES, load_tracks
 
-    tracks = load_tracks(list(vocal_tracks), ("vocals",), sample_rate,
-                         AudioCache(cache_dir or Path(tempfile.gettempdir()) / "unbake-synth-cache"))
-    # a silent vocal stem would teach nothing the silence augmentation does not
-    return [t for t in tracks if float(np.sqrt(np.mean(t.stems[0] ** 2))) > 1e-3]
+    cache = AudioCache(cache_dir or Path(tempfile.gettempdir()) / "unbake-synth-cache")
+    sources = MUSDB_SOURCES if match else ("vocals",)
+    out = []
+    for t in load_tracks(list(vocal_tracks), sources, sample_rate, cache):
+        vocals = t.stems[sources.index("vocals")]
+        # a silent vocal stem would teach nothing the silence augmentation does not
+        if float(np.sqrt(np.mean(vocals ** 2))) <= 1e-3:
+            continue
+        if not match:
+            out.append(VocalSource(t.name, vocals))
+            continue
+        from ..analysis.analyze import analyze_stems
+
+        a = analyze_stems({s: np.asarray(t.stems[i]) for i, s in enumerate(sources)}, sample_rate,
+                          bpm_range=TEMPO_RANGE_BPM)
+        if len(a.beats_s) < 2:  # no beat grid to follow: this song lends no vocals to matched tracks
+            continue
+        out.append(VocalSource(t.name, vocals, a.bpm, tuple(a.beats_s), a.key.tonic, a.key.mode == "minor"))
+    return out
+
+
+def _matched_vocals(source: VocalSource, rng: np.random.Generator, length: int,
+                    sample_rate: int) -> tuple[int, np.ndarray]:
+    """A ``length``-sample excerpt of ``source``'s vocals starting on one of its beats (the last
+    beats that leave a whole excerpt; the first beat when the song is too short), and its start."""
+    n = source.vocals.shape[-1]
+    starts = [int(round(b * sample_rate)) for b in source.beats_s]
+    fit = [st for st in starts if 0 <= st <= n - length] or [max(0, min(starts[0], n - length))]
+    off = fit[int(rng.integers(len(fit)))]
+    out = np.zeros((source.vocals.shape[0], length), np.float32)
+    seg = source.vocals[:, off:off + length]
+    out[:, :seg.shape[-1]] = seg
+    return off, out
 
 
 def make_synth_set(out_dir: str | os.PathLike, count: int, *, seed: int = 0, duration_s: float = 6.0,
                    sample_rate: int = 44100, vocal_tracks: list[Path] | None = None,
                    soundfont: str | os.PathLike | None = None, cache_dir: str | os.PathLike | None = None,
-                   start: int = 0) -> list[SynthTrack]:
+                   start: int = 0, match_vocals: bool = False) -> list[SynthTrack]:
     """Write tracks ``start .. start+count-1`` of ``seed`` under ``out_dir`` (existing complete
     tracks are kept, so an interrupted call can be repeated); returns what each is made of.
     ``vocal_tracks`` (track paths, see :func:`unbake.data.datasets.find_tracks`) lend their vocal
     stems: only training tracks belong there, never held-out ones. Without them the vocal stems
-    are silent."""
+    are silent. ``match_vocals``: tempo, key and beat grid follow the vocal source (module doc);
+    it needs ``vocal_tracks``."""
+    if match_vocals and not vocal_tracks:
+        raise ConfigError("match_vocals needs vocal tracks to match")
     if count < 1 or duration_s <= 0:
         raise ConfigError("synth needs count >= 1 and duration_s > 0")
     sf = find_soundfont(soundfont)
@@ -245,14 +299,22 @@ def make_synth_set(out_dir: str | os.PathLike, count: int, *, seed: int = 0, dur
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    vocals = _vocal_sources(vocal_tracks, sample_rate, Path(cache_dir) if cache_dir else None)
+    vocals = _vocal_sources(vocal_tracks, sample_rate, Path(cache_dir) if cache_dir else None, match_vocals)
+    if match_vocals and not vocals:
+        raise ConfigError("no vocal track with an audible vocal stem and a beat grid to match")
     length = int(round(duration_s * sample_rate))
     made = []
     for index in range(start, start + count):
         rng = np.random.default_rng([int(seed), index])
-        tempo = float(rng.uniform(75, 150))
-        bars = int(np.ceil(duration_s * tempo / 60 / 4)) + 1
+        tempo = float(rng.uniform(*TEMPO_RANGE_BPM))
         key, minor = int(rng.integers(12)), bool(rng.random() < 0.45)
+        source = None
+        if match_vocals:
+            # a stream of its own, so the draws below stay those of the unmatched track
+            vrng = np.random.default_rng([int(seed), index, 1])
+            source = vocals[int(vrng.integers(len(vocals)))]
+            tempo, key, minor = float(source.bpm), source.key_tonic, source.minor
+        bars = int(np.ceil(duration_s * tempo / 60 / 4)) + 1
         prog = PROGRESSIONS[int(rng.integers(len(PROGRESSIONS)))]
         chords = [_chord(key, d, MINOR if minor else MAJOR) for d in prog]
         bass_prog = int(rng.choice(BASS_PROGRAMS))
@@ -263,16 +325,19 @@ def make_synth_set(out_dir: str | os.PathLike, count: int, *, seed: int = 0, dur
         bass_notes = _bass(rng, bars, chords, 0)
         other_notes = [n for i in range(n_other) for n in _accompaniment(rng, bars, chords, i)]
         voc_name, voc_offset, voc = None, 0.0, np.zeros((2, length), np.float32)
-        if vocals:
+        if source is not None:
+            off, voc = _matched_vocals(source, vrng, length, sample_rate)
+            voc_name, voc_offset = source.name, off / sample_rate
+        elif vocals:
             t = vocals[int(rng.integers(len(vocals)))]
-            src = t.stems[0]
+            src = t.vocals
             off = int(rng.integers(max(1, src.shape[-1] - length + 1)))
             seg = src[:, off:off + length]
             voc[:, :seg.shape[-1]] = seg
             voc_name, voc_offset = t.name, off / sample_rate
         name = f"synth_{index:05d}"
         info = SynthTrack(name, round(tempo, 2), key, minor, prog, bass_prog, other_progs, voc_name,
-                          round(voc_offset, 3))
+                          round(voc_offset, 3), source is not None)
         made.append(info)
         folder = out / name
         if (folder / "info.txt").is_file():
