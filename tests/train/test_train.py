@@ -401,6 +401,14 @@ def test_fine_tune_grows_a_trained_model_without_changing_its_output(tmp_path):
     with pytest.raises(CheckpointError):  # a changed shape is never loaded over
         Trainer(config_from_dict(tiny_config(tmp_path, init_from=str(start), model={
             "architecture": "masknet", "config": {**TINY_MODEL, "samplerate": SR, "hidden": 24}})), tmp_path / "bad")
+    # deeper: the added temporal block starts as the identity too
+    deeper = Trainer(config_from_dict(tiny_config(tmp_path, init_from=str(start), optim__steps=2, model={
+        "architecture": "masknet", "config": {**TINY_MODEL, "samplerate": SR, "depth": 3}})), tmp_path / "deeper")
+    assert len(deeper.model.blocks) == 3 and not deeper.model.blocks[2].proj.weight.any()
+    with torch.no_grad():
+        assert torch.allclose(deeper.model.eval()(x), base(x), atol=1e-6)
+    deeper.fit()
+    assert deeper.model.blocks[2].proj.weight.any()
 
 
 def test_k_fold_split_and_extra_training_folders(tmp_path):

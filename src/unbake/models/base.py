@@ -33,6 +33,11 @@ class SeparationModel(Protocol):
     ``graph_core(*inputs)`` and ``graph_outputs(outputs, length)``, its forward pass in three
     parts of which the middle one has real tensors and fixed shapes only; the engine can then run
     that part on a graph runtime (:mod:`unbake.engine.backend`). See :class:`~unbake.models.htdemucs.HTDemucs`.
+
+    Optional: ``start_grown(new_keys)``, called by training after a larger configuration of a
+    trained model (a block added) was loaded with the trained tensors; the parameters named in
+    ``new_keys`` are the new ones, and the model sets them so that its output starts equal to the
+    trained model's. See :class:`~unbake.models.masknet.MaskNet`.
     """
 
     sources: tuple[str, ...]

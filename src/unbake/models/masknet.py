@@ -144,6 +144,17 @@ class MaskNet(nn.Module):
         hi = m[..., k:, :].repeat_interleave(self.config.high_group, dim=-2)[..., :self.n_high, :]
         return torch.cat([m[..., :k, :], hi], dim=-2)
 
+    def start_grown(self, new_keys: set[str]) -> None:
+        """After growing from a trained masknet (``depth`` raised, an RNN added): each new temporal
+        block's output projection is zeroed, so the block is the identity and the grown model
+        separates exactly as the trained one until training moves it (the new recurrent block
+        already starts that way)."""
+        with torch.no_grad():
+            for i, block in enumerate(self.blocks):
+                if f"blocks.{i}.proj.weight" in new_keys:
+                    block.proj.weight.zero_()
+                    block.proj.bias.zero_()
+
     def masks(self, spec: torch.Tensor) -> torch.Tensor:
         """complex ``(b, c, f, n)`` -> masks ``(b, s, c, f, n)`` summing to one over ``s``."""
         x = self._compress(torch.log1p(spec.abs()))

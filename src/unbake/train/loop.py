@@ -133,11 +133,15 @@ def build_model(cfg: TrainConfig) -> tuple[torch.nn.Module, str, dict[str, Any]]
     from ..hub.checkpoint import load_state_strict
 
     state = loaded.state_dict()
+    new_keys = set(model.state_dict()) - set(state) if grown else set()
     if grown:
         # a model grown from a trained one (e.g. a block added): the new parameters keep their
-        # initialisation; every tensor the checkpoint has must still fit exactly
+        # initialisation, or what the model's start_grown makes of it; every tensor the
+        # checkpoint has must still fit exactly
         state = {**{k: v for k, v in model.state_dict().items() if k not in state}, **state}
     load_state_strict(model, state, f"init_from {src}")
+    if new_keys and hasattr(model, "start_grown"):
+        model.start_grown(new_keys)
     if tuple(model.sources) != tuple(cfg.data.sources):
         raise ConfigError(f"init_from model has stems {list(model.sources)}, data.sources are {list(cfg.data.sources)}")
     return model, arch, kwargs
