@@ -270,8 +270,8 @@ def _vocal_sources(vocal_tracks: list[Path] | None, sample_rate: int, cache_dir:
 
 def _matched_vocals(source: VocalSource, rng: np.random.Generator, length: int,
                     sample_rate: int) -> tuple[int, np.ndarray]:
-    """A ``length``-sample excerpt of ``source``'s vocals starting on one of its beats (the last
-    beats that leave a whole excerpt; the first beat when the song is too short), and its start."""
+    """A ``length``-sample excerpt of ``source``'s vocals starting on one of its beats (any beat
+    that leaves a whole excerpt; the first beat when none does), and its start in samples."""
     n = source.vocals.shape[-1]
     starts = [int(round(b * sample_rate)) for b in source.beats_s]
     fit = [st for st in starts if 0 <= st <= n - length] or [max(0, min(starts[0], n - length))]
