@@ -153,6 +153,15 @@ def test_extra_p_sets_the_share_of_picks_from_the_extra_tracks(tmp_path):
         assert extra_share(0.0, remix_p) == 0.0 and extra_share(1.0, remix_p) == 1.0
         assert abs(extra_share(0.2, remix_p) - 0.2) < 0.06
     assert abs(extra_share(None, 1.0) - 2 / 5) < 0.06   # unset: uniform over all five tracks
+    # extra_stems: bass (index 1) never comes from the extra tracks, whether remixed or not
+    for remix_p in (0.0, 1.0):
+        sampler = ExcerptSampler(tracks, 500, AugmentConfig(remix_p=remix_p), seed=2, extra_from=3, extra_p=0.5,
+                                 extra_stems=(0, 2, 3))
+        _, stems = sampler.batch(0, 0, 300)
+        k = np.rint((stems[:, :, 0, 0] - (np.arange(4) + 1) / 100) * 10) - 1
+        assert (k[:, 1] < 3).all() and (k[:, [0, 2, 3]] >= 3).mean() > 0.35
+    with pytest.raises(ConfigError, match="outside"):
+        ExcerptSampler(tracks, 500, AugmentConfig(), extra_from=3, extra_p=0.5, extra_stems=(4,))
     with pytest.raises(ConfigError, match="without tracks"):
         ExcerptSampler(tracks, 500, AugmentConfig(), extra_from=5, extra_p=0.3)
     with pytest.raises(ConfigError, match=r"\[0, 1\]"):

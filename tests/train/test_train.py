@@ -427,6 +427,11 @@ def test_k_fold_split_and_extra_training_folders(tmp_path):
     assert (weighted.sampler.extra_p, weighted.sampler.extra_from) == (0.25, len(weighted.train_tracks) - 2)
     with pytest.raises(ConfigError, match="extra_roots"):
         config_from_dict(tiny_config(tmp_path, data__extra_p=0.25))
+    kept_real = Trainer(config_from_dict(tiny_config(tmp_path, data__extra_roots=[str(extra)], data__extra_p=0.25,
+                                                     data__extra_stems=["drums", "vocals"])), tmp_path / "run_s")
+    assert kept_real.sampler.extra_stems == {0, 3}
+    with pytest.raises(ConfigError, match="sources"):
+        config_from_dict(tiny_config(tmp_path, data__extra_roots=[str(extra)], data__extra_stems=["piano"]))
 
 
 def test_fold_from_the_command_line_fills_fold_fields(tmp_path):

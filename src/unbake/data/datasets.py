@@ -169,11 +169,13 @@ class ExcerptSampler:
     ``extra_p``: the probability that a pick (a whole excerpt, or one stem of a cross-song remix)
     comes from ``tracks[extra_from:]`` (e.g. a synthetic set), the rest from ``tracks[:extra_from]``;
     ``None`` picks uniformly over all tracks, so a large extra set would outweigh the real one.
+    ``extra_stems`` (stem indices; ``None``: all) are the only stems ever taken from the extra
+    tracks: an excerpt drawn from an extra track takes its other stems from regular tracks.
     """
 
     def __init__(self, tracks: list[Track], segment_samples: int, augment: AugmentConfig,
                  seed: int = 0, sample_rate: int = 44100, extra_from: int | None = None,
-                 extra_p: float | None = None) -> None:
+                 extra_p: float | None = None, extra_stems: tuple[int, ...] | None = None) -> None:
         if not tracks:
             raise ConfigError("no training tracks")
         if extra_p is not None:
@@ -195,6 +197,12 @@ class ExcerptSampler:
         self.n_sources = int(tracks[0].stems.shape[0])
         self.extra_from = extra_from
         self.extra_p = extra_p
+        if extra_stems is not None:
+            if extra_from is None or extra_from == 0:
+                raise ConfigError("extra_stems needs regular tracks to take the other stems from")
+            if not set(extra_stems) <= set(range(self.n_sources)):
+                raise ConfigError(f"extra_stems {list(extra_stems)} outside the {self.n_sources} stems")
+        self.extra_stems = None if extra_stems is None else frozenset(extra_stems)
         # the variants a stem may come from: (track, variant) with variant -1 for the original
         self._variant_ok = [[v for v in range(len(t.variants)) if t.variants[v].shape[-1] >= segment_samples]
                             for t in tracks]
@@ -203,8 +211,10 @@ class ExcerptSampler:
         t = self.tracks[ti]
         return t.stems if vi < 0 else t.variants[vi]
 
-    def _pick(self, rng: np.random.Generator) -> tuple[int, int]:
-        if self.extra_p is None:
+    def _pick(self, rng: np.random.Generator, regular: bool = False) -> tuple[int, int]:
+        if regular:
+            ti = int(rng.integers(self.extra_from))
+        elif self.extra_p is None:
             ti = int(rng.integers(len(self.tracks)))
         elif rng.random() < self.extra_p:
             ti = self.extra_from + int(rng.integers(len(self.tracks) - self.extra_from))
@@ -223,7 +233,7 @@ class ExcerptSampler:
         out = []
         if remix:
             for s in range(self.n_sources):
-                ti, vi = self._pick(rng)
+                ti, vi = self._pick(rng, regular=self.extra_stems is not None and s not in self.extra_stems)
                 arr = self._source_array(ti, vi)
                 start = int(rng.integers(arr.shape[-1] - seg + 1))
                 out.append(np.asarray(arr[s, :, start:start + seg]))
@@ -232,7 +242,13 @@ class ExcerptSampler:
             ti, vi = self._pick(rng)
             arr = self._source_array(ti, vi)
             start = int(rng.integers(arr.shape[-1] - seg + 1))
-            stems = np.asarray(arr[:, :, start:start + seg])
+            stems = np.array(arr[:, :, start:start + seg])
+            if self.extra_stems is not None and ti >= self.extra_from:
+                for s in set(range(self.n_sources)) - self.extra_stems:
+                    ri, rv = self._pick(rng, regular=True)
+                    other = self._source_array(ri, rv)
+                    o = int(rng.integers(other.shape[-1] - seg + 1))
+                    stems[s] = other[s, :, o:o + seg]
         return apply_augmentations(np.array(stems, dtype=np.float32), rng, self.augment, self.sample_rate)
 
     def batch(self, step: int, rank: int, size: int) -> tuple[np.ndarray, np.ndarray]:

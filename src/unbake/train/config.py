@@ -103,6 +103,9 @@ class DataSection(_Section):
     # probability that an excerpt (or a remixed stem) is drawn from extra_roots; unset: every
     # track, regular or extra, is equally likely
     extra_p: Annotated[float, Number(0.0, 1.0)] | None = None
+    # the stems ever taken from extra_roots (unset: all); e.g. [drums, other, vocals] keeps every
+    # bass stem real
+    extra_stems: tuple[Annotated[str, Text()], ...] | None = None
 
     @model_validator(mode="after")
     def _fold_in_range(self) -> "DataSection":
@@ -110,6 +113,12 @@ class DataSection(_Section):
             raise invalid(f"must be in [0, folds) = [0, {self.folds}), got {self.fold}", "fold")
         if self.extra_p is not None and not self.extra_roots:
             raise invalid("needs data.extra_roots to draw from", "extra_p")
+        if self.extra_stems is not None:
+            if not self.extra_roots:
+                raise invalid("needs data.extra_roots to draw from", "extra_stems")
+            unknown = [s for s in self.extra_stems if s not in self.sources]
+            if unknown:
+                raise invalid(f"{unknown} are not among data.sources {list(self.sources)}", "extra_stems")
         return self
 
 

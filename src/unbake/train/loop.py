@@ -270,7 +270,9 @@ class Trainer:
         self.valid_tracks = load_tracks(valid_paths, d.sources, d.samplerate, cache) if self.dist.is_main else []
         self.sampler = ExcerptSampler(self.train_tracks, self.cfg.segment_samples, self.cfg.augment,
                                       seed=self.cfg.seed, sample_rate=d.samplerate,
-                                      extra_from=extra_from, extra_p=d.extra_p)
+                                      extra_from=extra_from, extra_p=d.extra_p,
+                                      extra_stems=None if d.extra_stems is None
+                                      else tuple(d.sources.index(s) for s in d.extra_stems))
 
     # -------------------------------------------------------------- state
 
