@@ -168,7 +168,9 @@ def test_leftovers_of_dead_processes_swept_at_the_next_start(tmp_path, wav_file,
 
 
 def _start_separation(tmp_path: Path, mix: np.ndarray) -> tuple[subprocess.Popen, Path]:
-    long = write_audio(tmp_path / "long.wav", np.tile(mix, 30), 44100, bit_depth="16")  # 60 s
+    # 5 minutes: long enough that the separation is still running when the signal arrives, even on a
+    # fast machine (at 60x real time a 60 s input could finish between two polls below)
+    long = write_audio(tmp_path / "long.wav", np.tile(mix, 150), 44100, bit_depth="16")
     cache = tmp_path / "cache"
     proc = subprocess.Popen([sys.executable, "-m", "unbake", "separate", str(long), "-o", str(tmp_path / "out")],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env(cache))
