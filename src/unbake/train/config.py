@@ -108,7 +108,7 @@ class DataSection(_Section):
     extra_stems: tuple[Annotated[str, Text()], ...] | None = None
 
     @model_validator(mode="after")
-    def _fold_in_range(self) -> "DataSection":
+    def _consistent(self) -> "DataSection":
         if self.folds and self.fold >= self.folds:
             raise invalid(f"must be in [0, folds) = [0, {self.folds}), got {self.fold}", "fold")
         if self.extra_p is not None and not self.extra_roots:
