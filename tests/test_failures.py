@@ -168,12 +168,14 @@ def test_leftovers_of_dead_processes_swept_at_the_next_start(tmp_path, wav_file,
 
 
 def _start_separation(tmp_path: Path, mix: np.ndarray) -> tuple[subprocess.Popen, Path]:
-    # 5 minutes: long enough that the separation is still running when the signal arrives, even on a
-    # fast machine (at 60x real time a 60 s input could finish between two polls below)
-    long = write_audio(tmp_path / "long.wav", np.tile(mix, 150), 44100, bit_depth="16")
+    long = write_audio(tmp_path / "long.wav", np.tile(mix, 30), 44100, bit_depth="16")  # 60 s
     cache = tmp_path / "cache"
+    # the command runs as from a terminal, where Ctrl-C is delivered: a test run started as a
+    # background job (`cmd &` in a script) ignores SIGINT, and an ignored signal stays ignored in
+    # every child, so the separation would never see it
     proc = subprocess.Popen([sys.executable, "-m", "unbake", "separate", str(long), "-o", str(tmp_path / "out")],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env(cache))
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env(cache),
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     work = cache / "tmp" / process_dir_name(proc.pid)
     for _ in range(1200):  # the per-process folder appears once the model is loaded
         if work.is_dir() and any(work.iterdir()) or proc.poll() is not None:
