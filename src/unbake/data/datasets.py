@@ -242,8 +242,9 @@ class ExcerptSampler:
             ti, vi = self._pick(rng)
             arr = self._source_array(ti, vi)
             start = int(rng.integers(arr.shape[-1] - seg + 1))
-            stems = np.array(arr[:, :, start:start + seg])
+            stems = np.asarray(arr[:, :, start:start + seg])
             if self.extra_stems is not None and ti >= self.extra_from:
+                stems = np.array(stems)  # a copy: the stems replaced below must not touch the cache
                 for s in set(range(self.n_sources)) - self.extra_stems:
                     ri, rv = self._pick(rng, regular=True)
                     other = self._source_array(ri, rv)
