@@ -11,8 +11,8 @@ import pytest
 from unbake.data.augment import (AugmentConfig, apply_augmentations, channel_swap, pitch_tempo,
                                  polarity_flip, random_gain, silence, variant_params)
 from unbake.data.cache import AudioCache
-from unbake.data.datasets import (MUSDB_SOURCES, ExcerptSampler, decode_track, find_tracks,
-                                  load_tracks, split_tracks, track_name)
+from unbake.data.datasets import (MUSDB_SOURCES, BatchPrefetcher, ExcerptSampler, decode_track,
+                                  find_tracks, load_tracks, split_tracks, track_name)
 from unbake.errors import AudioError, ConfigError
 
 from conftest import TRACK_SR as SR, make_folder_tracks
@@ -90,6 +90,34 @@ def test_augmentations_keep_shapes_and_do_what_they_say():
     assert y.shape == x.shape and y.dtype == np.float32
     assert not np.shares_memory(y, x)
     np.testing.assert_array_equal(x, x0)  # inputs are never modified
+
+
+def test_prefetched_batches_equal_the_samplers(tmp_path):
+    paths = make_folder_tracks(tmp_path / "d", n_tracks=4)
+    tracks = load_tracks(paths, MUSDB_SOURCES, SR, AudioCache(tmp_path / "c"))
+    cfg = AugmentConfig(remix_p=0.5, gain_db=(-9, 3), channel_swap_p=0.5, polarity_flip_p=0.5, effects_p=0.5)
+    sampler = ExcerptSampler(tracks, 2000, cfg, seed=7)
+    order = [0, 1, 2, 3, 4, 5, 6, 2, 3, 9]  # in order past the 4 slots, then jumps back and ahead
+    with BatchPrefetcher(sampler, workers=2, rank=1, size=3, end=10, slots=4) as pre:
+        for step in order:
+            np.testing.assert_array_equal(pre.get(step), sampler.batch_stems(step, 1, 3))
+        with pytest.raises(ValueError, match="outside"):
+            pre.get(10)
+    mix, stems = sampler.batch(5, 1, 3)
+    np.testing.assert_array_equal(stems, sampler.batch_stems(5, 1, 3))
+    np.testing.assert_array_equal(mix, stems.sum(axis=1))
+
+
+def test_a_prefetch_workers_error_reaches_the_caller(tmp_path):
+    paths = make_folder_tracks(tmp_path / "d", n_tracks=2)
+    tracks = load_tracks(paths, MUSDB_SOURCES, SR, AudioCache(tmp_path / "c"))
+    sampler = ExcerptSampler(tracks, 2000, AugmentConfig(), seed=1)
+    sampler.augment = None  # every example now fails in the worker
+    with BatchPrefetcher(sampler, workers=1, rank=0, size=2, end=3) as pre:
+        with pytest.raises(AttributeError):
+            pre.get(0)
+    with pytest.raises(ConfigError, match="worker"):
+        BatchPrefetcher(sampler, workers=0, rank=0, size=2, end=3)
 
 
 def test_augment_config_rejects_nonsense():

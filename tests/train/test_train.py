@@ -196,6 +196,22 @@ def test_resume_in_process_is_exact(tmp_path):
     assert steps == ["1", "2", "3", "4", "5", "6"]
 
 
+def test_data_workers_train_on_the_same_batches(tmp_path):
+    # batches prepared ahead by worker processes, with a resume in between, give the weights a
+    # run without workers gives
+    raw = tiny_config(tmp_path, run__valid_every_steps=0)
+    straight = Trainer(config_from_dict(raw), tmp_path / "a")
+    straight.fit()
+    workers = config_from_dict(tiny_config(tmp_path, run__valid_every_steps=0, run__data_workers=2))
+    first = Trainer(workers, tmp_path / "b")
+    first.fit(max_steps=4)
+    assert first._prefetch is None  # closed when fit returns
+    second = Trainer(workers, tmp_path / "b")
+    assert second.resume() and second.step == 4
+    second.fit()
+    assert_same_weights(weights(straight.model), weights(second.model))
+
+
 def _cli_env() -> dict:
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join([str(REPO / "src"), env.get("PYTHONPATH", "")])

@@ -252,7 +252,104 @@ class ExcerptSampler:
                     stems[s] = other[s, :, o:o + seg]
         return apply_augmentations(np.array(stems, dtype=np.float32), rng, self.augment, self.sample_rate)
 
-    def batch(self, step: int, rank: int, size: int) -> tuple[np.ndarray, np.ndarray]:
+    @property
+    def channels(self) -> int:
+        return int(self.tracks[0].stems.shape[1])
+
+    def batch_stems(self, step: int, rank: int, size: int, out: np.ndarray | None = None) -> np.ndarray:
+        """The stems ``(b, s, c, t)`` of batch ``(step, rank)``, written into ``out`` when given."""
         rng = np.random.default_rng([self.seed, int(step), int(rank)])
-        stems = np.stack([self.example(rng) for _ in range(size)])
+        shape = (size, self.n_sources, self.channels, self.segment_samples)
+        if out is None:
+            out = np.empty(shape, np.float32)
+        elif out.shape != shape:
+            raise ValueError(f"batch buffer of shape {out.shape}, expected {shape}")
+        for i in range(size):
+            out[i] = self.example(rng)
+        return out
+
+    def batch(self, step: int, rank: int, size: int) -> tuple[np.ndarray, np.ndarray]:
+        stems = self.batch_stems(step, rank, size)
         return stems.sum(axis=1), stems
+
+
+# what a prefetch worker process works with (set in each worker when it starts)
+_WORKER: dict = {}
+
+
+def _prefetch_init(sampler: ExcerptSampler, rank: int, size: int, slots: np.ndarray) -> None:
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the training process decides how to stop
+    # forked, so nothing here was pickled: the shared slots and memory-mapped tracks stay shared
+    _WORKER.update(sampler=sampler, rank=rank, size=size, slots=slots)
+
+
+def _prefetch_fill(step: int, slot: int) -> int:
+    w = _WORKER
+    w["sampler"].batch_stems(step, w["rank"], w["size"], out=w["slots"][slot])
+    return step
+
+
+class BatchPrefetcher:
+    """The batches of ``sampler`` for consecutive steps, prepared ahead by ``workers`` forked
+    processes: the same arrays as ``sampler.batch_stems(step, rank, size)``, in any order of
+    completion.
+
+    The workers write into ``slots`` buffers of shared memory (a batch of 6 s stereo excerpts is
+    tens of megabytes per example, too much to send through a pipe at training speed). The array
+    :meth:`get` returns is a view of its slot and stays valid until the next call of :meth:`get`.
+    multiprocessing.Pool offers no bounded, slot-recycling prefetch, hence this small class.
+    """
+
+    def __init__(self, sampler: ExcerptSampler, workers: int, rank: int, size: int, end: int,
+                 slots: int | None = None) -> None:
+        import mmap
+        import multiprocessing
+
+        if workers < 1:
+            raise ConfigError(f"a prefetcher needs at least one worker, got {workers}")
+        self.slots = int(slots or 2 * workers)
+        self.end = int(end)
+        shape = (self.slots, size, sampler.n_sources, sampler.channels, sampler.segment_samples)
+        # an anonymous shared mapping: the forked workers write into the same pages
+        self._mem = mmap.mmap(-1, int(np.prod(shape)) * 4)
+        self._arr = np.frombuffer(self._mem, np.float32).reshape(shape)
+        self._pool = multiprocessing.get_context("fork").Pool(
+            workers, initializer=_prefetch_init, initargs=(sampler, int(rank), int(size), self._arr))
+        self._pending: dict = {}
+        self._next = None  # the next step to hand to a worker
+
+    def get(self, step: int) -> np.ndarray:
+        """The stems of ``step``'s batch ``(b, s, c, t)``."""
+        step = int(step)
+        if not 0 <= step < self.end:
+            raise ValueError(f"step {step} outside the prefetched range [0, {self.end})")
+        if self._next is None or step not in self._pending:
+            # first call, or a jump (resume): whatever was prepared is for other steps
+            for res in self._pending.values():
+                res.wait()
+            self._pending.clear()
+            self._next = step
+        # the slot of every step before ``step`` has been read: refill up to ``slots`` ahead
+        while self._next < min(step + self.slots, self.end):
+            s = self._next
+            self._pending[s] = self._pool.apply_async(_prefetch_fill, (s, s % self.slots))
+            self._next += 1
+        self._pending.pop(step).get()  # re-raises a worker's error here
+        return self._arr[step % self.slots]
+
+    def close(self) -> None:
+        self._pool.terminate()
+        self._pool.join()
+        self._arr = None
+        try:
+            self._mem.close()
+        except BufferError:  # a caller still holds a batch view: the mapping goes with it
+            pass
+
+    def __enter__(self) -> "BatchPrefetcher":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()

@@ -57,7 +57,17 @@ def barrier(info: DistInfo) -> None:
 
 
 def shutdown(info: DistInfo) -> None:
+    """Leave the process group together: every rank waits at a barrier first, since a rank that
+    tears its connections down while another still uses them can abort (gloo: "terminate called
+    without an active exception"). A rank that leaves on an error skips the barrier."""
     if info.enabled and dist.is_initialized():
+        import sys
+
+        if sys.exc_info()[0] is None:
+            try:
+                dist.barrier()
+            except RuntimeError:  # a peer already gone: nothing to wait for
+                pass
         dist.destroy_process_group()
 
 

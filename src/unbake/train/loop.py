@@ -240,6 +240,7 @@ class Trainer:
         self.step = 0
         self.best: dict[str, Any] | None = None
         self._stop = False
+        self._prefetch = None  # a BatchPrefetcher while fit() runs with run.data_workers
         self._load_data()
 
     @staticmethod
@@ -325,9 +326,15 @@ class Trainer:
     # -------------------------------------------------------------- training
 
     def train_step(self) -> dict[str, float]:
-        mix, stems = self.sampler.batch(self.step, self.dist.rank, self.cfg.optim.batch_size)
-        mix_t = torch.from_numpy(mix).to(self.device)
-        ref_t = torch.from_numpy(stems).to(self.device)
+        if self._prefetch is not None:
+            stems = self._prefetch.get(self.step)  # a view of a shared slot, valid for this step
+        else:
+            stems = self.sampler.batch_stems(self.step, self.dist.rank, self.cfg.optim.batch_size)
+        if self.device.type == "cuda":
+            ref_t = torch.from_numpy(stems).pin_memory().to(self.device, non_blocking=True)
+        else:
+            ref_t = torch.from_numpy(np.array(stems) if self._prefetch is not None else stems)
+        mix_t = ref_t.sum(dim=1)
         self.net.train()
         est = self.net(mix_t)
         loss, parts = separation_loss(est, ref_t, self.cfg.loss)
@@ -386,6 +393,11 @@ class Trainer:
         t0 = time.monotonic()
         window: list[dict[str, float]] = []
         last: dict[str, float] = {}
+        if run.data_workers and self.step < end:
+            from ..data.datasets import BatchPrefetcher
+
+            self._prefetch = BatchPrefetcher(self.sampler, run.data_workers, self.dist.rank,
+                                             self.cfg.optim.batch_size, end)
         try:
             while self.step < end and not self._stop:
                 t_step = time.monotonic()
@@ -426,6 +438,9 @@ class Trainer:
                         atomic_torch_save(self.state_dict(), self.out / f"state_step{self.step:06d}.pt")
                     last_save = time.monotonic()
         finally:
+            if self._prefetch is not None:
+                self._prefetch.close()
+                self._prefetch = None
             if old_handler is not None:
                 signal.signal(signal.SIGTERM, old_handler)
             if tb is not None:
