@@ -11,6 +11,12 @@ part of the loss surface than any single noisy step of a small-batch run.
     PYTHONPATH=src python tools/export_state.py runs/small_ft/state_step00{3250..6000..250}.pt OUT.pt --average \\
         --selection "mean of the validated states of the second half (rule fixed in advance)"
 
+Checkpoints of fine-tunes that started from the same weights average the same way (a "model
+soup": their weights stay close enough for the mean to be a good model too):
+
+    PYTHONPATH=src python tools/export_state.py src/unbake/weights/unbake_small.pt gpu.pt soup.pt --average \
+        --selection "uniform soup of the shipped model and its GPU fine-tune (rule fixed in advance)"
+
 A run's ``best_model.pt`` is the checkpoint that scored best on the run's validation tracks: once
 picked that way, those tracks no longer measure it fairly. Exporting a state chosen by a rule
 fixed beforehand (e.g. the last step) keeps them held out.
@@ -19,6 +25,7 @@ fixed beforehand (e.g. the last step) keeps them held out.
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 
 def average_states(states: list[dict]) -> dict:
@@ -40,9 +47,27 @@ def average_states(states: list[dict]) -> dict:
     return {**last, "model": avg}
 
 
+def read_state_or_checkpoint(path: str) -> dict:
+    """A training state, or an unbake checkpoint seen as one (its weights in float32, no training
+    config): fine-tunes of one model exported as checkpoints can be averaged too (a "model soup")."""
+    import torch
+
+    from unbake.errors import CheckpointError
+    from unbake.hub.checkpoint import read_blob
+    from unbake.train.loop import read_state
+
+    try:
+        return read_state(path)
+    except CheckpointError:
+        blob = read_blob(path)
+    weights = {k: v.float() if v.is_floating_point() else v for k, v in blob["state_dict"].items()}
+    return {"architecture": blob["architecture"], "model_config": blob["config"], "model": weights,
+            "step": int(blob.get("meta", {}).get("step", 0)), "config": None}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("state", nargs="+", help="training state file(s)")
+    ap.add_argument("state", nargs="+", help="training state file(s), or unbake checkpoints to average")
     ap.add_argument("dest", help="checkpoint to write")
     ap.add_argument("--selection", required=True, help="how this state was chosen (stored in the metadata)")
     ap.add_argument("--average", action="store_true", help="export the mean of the weights of all the states given")
@@ -53,17 +78,19 @@ def main() -> None:
 
     from unbake.hub.architectures import model_from_config
     from unbake.hub.checkpoint import load_state_strict, save_checkpoint
-    from unbake.train.loop import read_state
 
-    states = [read_state(p) for p in args.state]
+    states = [read_state_or_checkpoint(p) for p in args.state]
     state = average_states(states) if args.average else states[0]
     model = model_from_config(state["architecture"], state["model_config"])
     load_state_strict(model, state["model"], args.state[-1])
     cfg = state["config"]
-    meta = {"step": int(state["step"]), "selection": args.selection, "init_from": cfg.get("init_from"),
-            "train_segment_s": cfg["data"]["segment_s"], "augment": cfg["augment"], "optim": cfg["optim"]}
+    meta = {"step": int(state["step"]), "selection": args.selection}
+    if cfg is not None:
+        meta.update(init_from=cfg.get("init_from"), train_segment_s=cfg["data"]["segment_s"],
+                    augment=cfg["augment"], optim=cfg["optim"])
     if args.average:
         meta["averaged_steps"] = [int(st["step"]) for st in states]
+        meta["averaged_files"] = [Path(p).name for p in args.state]
     path = save_checkpoint(model, args.dest, architecture=state["architecture"], config=state["model_config"],
                            meta=meta, half=not args.float32)
     what = f"mean of steps {meta['averaged_steps']}" if args.average else f"at step {state['step']}"

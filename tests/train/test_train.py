@@ -539,6 +539,20 @@ def test_export_state_tool_writes_a_loadable_checkpoint(tmp_path):
     key = next(k for k, v in first.items() if v.is_floating_point() and not torch.equal(v, second[k]))
     torch.testing.assert_close(got[key], (first[key] + second[key]) / 2)
     assert read_blob(mean)["meta"]["averaged_steps"] == [2, 4]
+    # checkpoints of fine-tunes average the same way (a model soup), also a float16 with a float32 one
+    from unbake.train.loop import export_weights
+
+    ckpts = [export_weights(tmp_path / "run4" / "best_model.pt", tmp_path / "a.pt", half=True), dest]
+    soup = tmp_path / "soup.pt"
+    proc = subprocess.run([sys.executable, str(REPO / "tools" / "export_state.py"), *map(str, ckpts), str(soup),
+                           "--average", "--selection", "soup", "--float32"], env=_cli_env(),
+                          capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    a, b = (weights(unbake.load_model(str(p))) for p in ckpts)
+    got = weights(unbake.load_model(str(soup)))
+    key = next(k for k, v in a.items() if v.is_floating_point() and not torch.equal(v.float(), b[k].float()))
+    torch.testing.assert_close(got[key], (a[key].float() + b[key].float()) / 2)
+    assert read_blob(soup)["meta"]["averaged_files"] == ["a.pt", "shipped.pt"]
     refused = subprocess.run([sys.executable, str(REPO / "tools" / "export_state.py"), *map(str, kept), str(mean),
                               "--selection", "x"], env=_cli_env(), capture_output=True, text=True)
     assert refused.returncode != 0 and "--average" in refused.stderr
@@ -560,3 +574,67 @@ def test_a_killed_runs_half_written_files_are_swept(tmp_path):
     live.write_bytes(b"being written")
     run_training(cfg, out)
     assert not stale.exists() and live.exists()
+
+
+def _without_pyav(tmp_path: Path) -> dict:
+    """The CLI environment of a machine without PyAV (a bare GPU image)."""
+    block = tmp_path / "no_av"
+    block.mkdir(exist_ok=True)
+    (block / "sitecustomize.py").write_text("import sys\nsys.modules['av'] = None\n")
+    env = _cli_env()
+    env["PYTHONPATH"] = os.pathsep.join([str(block), env["PYTHONPATH"]])
+    return env
+
+
+@pytest.mark.slow
+def test_pack_then_train_within_a_time_budget_without_pyav(tmp_path):
+    import numpy as np
+    import yaml
+    from pedalboard.io import AudioFile
+
+    import unbake
+    from unbake.audio import read_audio
+    from unbake.hub.checkpoint import read_blob
+
+    raw = tiny_config(tmp_path)  # 4 tracks, 1 held out
+    (tmp_path / "cfg.yaml").write_text(yaml.safe_dump(raw))
+    packed = tmp_path / "packed"
+    proc = subprocess.run([sys.executable, str(REPO / "tools" / "pack_training_set.py"), str(tmp_path / "cfg.yaml"),
+                           str(packed), "--kbps", "128"], env=_cli_env(), capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    tracks = sorted(p.name for p in packed.iterdir())
+    assert tracks == [f"Artist {k} - Song" for k in (1, 2, 3)]  # the held-out track 0 stays out
+    for stem in ("drums", "bass", "other", "vocals"):
+        with AudioFile(str(packed / tracks[0] / f"{stem}.ogg")) as fh:
+            got = fh.read(fh.frames)
+        ref, _ = read_audio(tmp_path / "data" / tracks[0] / f"{stem}.wav")
+        n = min(got.shape[1], ref.shape[1])
+        assert n >= ref.shape[1] - 1 and np.corrcoef(got[:, :n].ravel(), ref[:, :n].ravel())[0, 1] > 0.9
+
+    train = tiny_config(tmp_path, run__data_workers=1, run__valid_every_steps=0, run__checkpoint_every_steps=0,
+                        run__log_every=10)
+    train["data"] = {**train["data"], "root": str(packed), "cache_dir": str(tmp_path / "cache2"), "valid_count": 0}
+    (tmp_path / "train.yaml").write_text(yaml.safe_dump(train))
+    export = tmp_path / "out" / "model.pt"
+    cmd = [sys.executable, str(REPO / "tools" / "gpu_train.py"), str(tmp_path / "train.yaml"),
+           "--out", str(tmp_path / "run"), "--export", str(export)]
+    proc = subprocess.run(cmd + ["--budget-s", "15", "--calibrate-steps", "40"], env=_without_pyav(tmp_path),
+                          capture_output=True, text=True)
+    assert "read with pedalboard" in proc.stderr
+    import json
+
+    record = json.loads(export.with_suffix(".json").read_text())
+    if proc.returncode == 0:
+        assert record["complete"] and record["steps_done"] == record["steps"] >= 10
+    else:  # a loaded machine ran slower than calibrated: the deadline stopped it, and it says so
+        assert "(deadline)" in proc.stderr, proc.stderr
+        assert not record["complete"] and 0 < record["steps_done"] < record["steps"]
+        record["steps"] = record["steps_done"]
+    assert record["calibration_steps"] == 40 and record["config"]["optim"]["steps"] == record["steps"]
+    assert read_blob(export)["meta"]["step"] == record["steps"]
+    assert unbake.load_model(str(export)).sources == ("drums", "bass", "other", "vocals")
+    lines = (tmp_path / "out" / "model_train_log.csv").read_text().splitlines()
+    assert lines[-1].split(",")[0] == str(record["steps"])
+    # a budget already spent is refused before anything is trained
+    proc = subprocess.run(cmd + ["--budget-s", "0.5"], env=_without_pyav(tmp_path), capture_output=True, text=True)
+    assert proc.returncode != 0 and "budget too small" in proc.stderr
