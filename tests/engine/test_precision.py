@@ -83,6 +83,23 @@ def test_int8_leaves_the_callers_model_unchanged():
     assert any(type(m) is torch.nn.Linear for m in model.modules())
 
 
+def test_int8_quantises_per_channel_and_keeps_a_models_float_parts():
+    from torch.ao.nn.quantized.dynamic import Linear as QLinear
+
+    from unbake.engine.precision import for_precision
+
+    model = model_from_config("masknet", {"n_fft": 256, "hop_length": 64, "hidden": 16, "depth": 2,
+                                          "full_res_bins": 64, "high_group": 4, "segment_s": 1.0})
+    assert model.int8_float_modules == ("blocks",)
+    q = for_precision(model, "int8")
+    assert type(q.encode) is QLinear and type(q.decode) is QLinear
+    assert q.encode.weight().qscheme() == torch.per_channel_affine
+    assert all(type(m) is torch.nn.Linear for n, m in q.named_modules() if n.startswith("blocks.") and
+               isinstance(m, (torch.nn.Linear, QLinear)))
+    model.int8_float_modules = ()
+    assert type(for_precision(model, "int8").blocks[0].proj) is QLinear
+
+
 def test_fast_picks_a_native_precision():
     cpu = resolve_precision("fast", torch.device("cpu"))
     feats = cpu_features()

@@ -92,9 +92,17 @@ def for_precision(model, precision: str):
         # torch.ao.quantization announces its move to torchao; its eager dynamic quantisation is
         # still what runs without extra packages or compilation
         warnings.simplefilter("ignore")
-        from torch.ao.quantization import quantize_dynamic
+        from torch.ao.quantization import (default_dynamic_qconfig, per_channel_dynamic_qconfig,
+                                           quantize_dynamic)
 
-        return quantize_dynamic(model, _INT8_MODULES, dtype=torch.qint8, inplace=False)
+        # per output channel scales for the linear weights (one scale per tensor loses the small
+        # rows next to the large ones); the model's float32-only parts are left out
+        keep = tuple(getattr(model, "int8_float_modules", ()))
+        spec = {name: per_channel_dynamic_qconfig if isinstance(mod, nn.Linear) else default_dynamic_qconfig
+                for name, mod in model.named_modules()
+                if isinstance(mod, tuple(_INT8_MODULES)) and name
+                and not any(name == k or name.startswith(k + ".") for k in keep)}
+        return quantize_dynamic(model, spec, dtype=torch.qint8, inplace=False)
 
 
 def autocast(precision: str, device: torch.device):

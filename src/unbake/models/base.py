@@ -38,6 +38,9 @@ class SeparationModel(Protocol):
     trained model (a block added) was loaded with the trained tensors; the parameters named in
     ``new_keys`` are the new ones, and the model sets them so that its output starts equal to the
     trained model's. See :class:`~unbake.models.masknet.MaskNet`.
+
+    Optional: ``int8_float_modules``, names of submodules that ``precision="int8"`` leaves in
+    float32 (parts where quantisation error accumulates, e.g. a deep residual stack).
     """
 
     sources: tuple[str, ...]
