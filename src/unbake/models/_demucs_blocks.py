@@ -117,8 +117,8 @@ def channels_as_complex(x: torch.Tensor, sources: int) -> torch.Tensor:
     """Real ``(b, s * 2c, f, t)`` -> complex ``(b, s, c, f, t)`` (inverse layout of
     :func:`complex_as_channels`)."""
     b, _, f, t = x.shape
-    out = x.view(b, sources, -1, 2, f, t).permute(0, 1, 2, 4, 5, 3)
-    return torch.view_as_complex(out.contiguous())
+    out = x.float().view(b, sources, -1, 2, f, t).permute(0, 1, 2, 4, 5, 3)
+    return torch.view_as_complex(out.contiguous())  # float32: complex numbers have no bfloat16
 
 
 def standardize(x: torch.Tensor, dims: tuple[int, ...]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

@@ -93,7 +93,8 @@ class BSRoformer(RoformerBase):
         x = self.final_norm(x)
         masks = torch.stack([est(x) for est in self.mask_estimators], dim=1)  # (b, s, n, f·c·2)
         masks = masks.view(b, -1, frames, fc, 2).transpose(2, 3).contiguous()
-        out = torch.view_as_complex(spec.contiguous()).unsqueeze(1) * torch.view_as_complex(masks)
+        # float32 whatever the autocast made of the masks: complex numbers have no bfloat16
+        out = torch.view_as_complex(spec.contiguous()).unsqueeze(1) * torch.view_as_complex(masks.float())
         return istft_from_merged(out, c, length=t, zero_dc=cfg.zero_dc, **stft)
 
 

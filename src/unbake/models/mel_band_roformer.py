@@ -164,7 +164,8 @@ class MelBandRoformer(RoformerBase):
         x = run_layers(self.layers, x, cfg.skip_connection)
         masks = torch.stack([est(x) for est in self.mask_estimators], dim=1)  # (b, s, n, g·2)
         s = masks.shape[1]
-        masks = torch.view_as_complex(masks.view(b, s, frames, g, 2).transpose(2, 3).contiguous())
+        # float32 whatever the autocast made of the masks: complex numbers have no bfloat16
+        masks = torch.view_as_complex(masks.float().view(b, s, frames, g, 2).transpose(2, 3).contiguous())
         summed = masks.new_zeros(b, s, fc, frames).index_add_(2, self.freq_indices, masks)
         mask = summed / self.bands_per_bin
         out = torch.view_as_complex(spec.contiguous()).unsqueeze(1) * mask

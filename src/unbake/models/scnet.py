@@ -330,7 +330,7 @@ class SCNet(nn.Module):
             x = x * std + mean
         # output channels ordered [stem][audio channel][re, im]
         x = x.reshape(b * len(self.sources) * c, 2, f, n).permute(0, 2, 3, 1).contiguous()
-        audio = torch.istft(torch.view_as_complex(x), **stft)
+        audio = torch.istft(torch.view_as_complex(x.float()), **stft)  # float32 whatever the autocast
         return audio.view(b, len(self.sources), c, -1)[..., :t]
 
 
