@@ -97,8 +97,8 @@ def test_prefetched_batches_equal_the_samplers(tmp_path):
     tracks = load_tracks(paths, MUSDB_SOURCES, SR, AudioCache(tmp_path / "c"))
     cfg = AugmentConfig(remix_p=0.5, gain_db=(-9, 3), channel_swap_p=0.5, polarity_flip_p=0.5, effects_p=0.5)
     sampler = ExcerptSampler(tracks, 2000, cfg, seed=7)
-    order = [0, 1, 2, 3, 4, 5, 6, 2, 3, 9]  # in order past the 4 slots, then jumps back and ahead
-    with BatchPrefetcher(sampler, workers=2, rank=1, size=3, end=10, slots=4) as pre:
+    order = [0, 1, 2, 3, 4, 5, 6, 8, 2, 3, 9]  # in order past the 4 ahead, a skip, jumps back and ahead
+    with BatchPrefetcher(sampler, workers=2, rank=1, size=3, end=10, ahead=4) as pre:
         for step in order:
             np.testing.assert_array_equal(pre.get(step), sampler.batch_stems(step, 1, 3))
         with pytest.raises(ValueError, match="outside"):

@@ -273,52 +273,28 @@ class ExcerptSampler:
         return stems.sum(axis=1), stems
 
 
-# what a prefetch worker process works with (set in each worker when it starts)
-_WORKER: dict = {}
-
-
-def _prefetch_init(sampler: ExcerptSampler, rank: int, size: int, slots: np.ndarray) -> None:
-    import signal
-
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the training process decides how to stop
-    # forked, so nothing here was pickled: the shared slots and memory-mapped tracks stay shared
-    _WORKER.update(sampler=sampler, rank=rank, size=size, slots=slots)
-
-
-def _prefetch_fill(step: int, slot: int) -> int:
-    w = _WORKER
-    w["sampler"].batch_stems(step, w["rank"], w["size"], out=w["slots"][slot])
-    return step
-
-
 class BatchPrefetcher:
-    """The batches of ``sampler`` for consecutive steps, prepared ahead by ``workers`` forked
-    processes: the same arrays as ``sampler.batch_stems(step, rank, size)``, in any order of
-    completion.
+    """The batches of ``sampler`` for consecutive steps, prepared ahead by ``workers`` threads:
+    the same arrays as ``sampler.batch_stems(step, rank, size)``.
 
-    The workers write into ``slots`` buffers of shared memory (a batch of 6 s stereo excerpts is
-    tens of megabytes per example, too much to send through a pipe at training speed). The array
-    :meth:`get` returns is a view of its slot and stays valid until the next call of :meth:`get`.
-    multiprocessing.Pool offers no bounded, slot-recycling prefetch, hence this small class.
+    Threads, not processes: the work is array slicing and arithmetic (numpy) and effect chains
+    (pedalboard), which release the GIL, and a process forked from a training process that runs
+    other threads can deadlock on a lock one of them held (seen in a test run), while a spawned
+    one would need the tracks pickled. At most ``ahead`` batches wait in memory.
     """
 
     def __init__(self, sampler: ExcerptSampler, workers: int, rank: int, size: int, end: int,
-                 slots: int | None = None) -> None:
-        import mmap
-        import multiprocessing
+                 ahead: int | None = None) -> None:
+        from concurrent.futures import ThreadPoolExecutor
 
         if workers < 1:
             raise ConfigError(f"a prefetcher needs at least one worker, got {workers}")
-        self.slots = int(slots or 2 * workers)
+        self.sampler, self.rank, self.size = sampler, int(rank), int(size)
+        self.ahead = int(ahead or 2 * workers)
         self.end = int(end)
-        shape = (self.slots, size, sampler.n_sources, sampler.channels, sampler.segment_samples)
-        # an anonymous shared mapping: the forked workers write into the same pages
-        self._mem = mmap.mmap(-1, int(np.prod(shape)) * 4)
-        self._arr = np.frombuffer(self._mem, np.float32).reshape(shape)
-        self._pool = multiprocessing.get_context("fork").Pool(
-            workers, initializer=_prefetch_init, initargs=(sampler, int(rank), int(size), self._arr))
+        self._pool = ThreadPoolExecutor(workers, thread_name_prefix="unbake-batches")
         self._pending: dict = {}
-        self._next = None  # the next step to hand to a worker
+        self._next: int | None = None  # the next step to hand to a worker
 
     def get(self, step: int) -> np.ndarray:
         """The stems of ``step``'s batch ``(b, s, c, t)``."""
@@ -327,26 +303,23 @@ class BatchPrefetcher:
             raise ValueError(f"step {step} outside the prefetched range [0, {self.end})")
         if self._next is None or step not in self._pending:
             # first call, or a jump (resume): whatever was prepared is for other steps
-            for res in self._pending.values():
-                res.wait()
+            for fut in self._pending.values():
+                fut.cancel()
             self._pending.clear()
             self._next = step
-        # the slot of every step before ``step`` has been read: refill up to ``slots`` ahead
-        while self._next < min(step + self.slots, self.end):
-            s = self._next
-            self._pending[s] = self._pool.apply_async(_prefetch_fill, (s, s % self.slots))
+        for s in [s for s in self._pending if s < step]:  # skipped steps
+            self._pending.pop(s).cancel()
+        while self._next < min(step + self.ahead, self.end):
+            self._pending[self._next] = self._pool.submit(self.sampler.batch_stems, self._next, self.rank,
+                                                          self.size)
             self._next += 1
-        self._pending.pop(step).get()  # re-raises a worker's error here
-        return self._arr[step % self.slots]
+        return self._pending.pop(step).result()  # re-raises a worker's error here
 
     def close(self) -> None:
-        self._pool.terminate()
-        self._pool.join()
-        self._arr = None
-        try:
-            self._mem.close()
-        except BufferError:  # a caller still holds a batch view: the mapping goes with it
-            pass
+        for fut in self._pending.values():
+            fut.cancel()
+        self._pending.clear()
+        self._pool.shutdown(wait=True)
 
     def __enter__(self) -> "BatchPrefetcher":
         return self

@@ -140,8 +140,8 @@ class RunSection(_Section):
 
     threads: Annotated[int, Number(0, integer=True)] = Field(1, description="0 leaves torch's default")
     device: Annotated[str, Text()] = "auto"
-    # processes that prepare the next batches while the model trains (0: the training process
-    # does it between steps); the batches are the same either way
+    # threads that prepare the next batches while the model trains (0: the training loop does it
+    # between steps); the batches are the same either way
     data_workers: Count = 0
     log_every: PositiveInt = 10
     valid_every_steps: Count = 100

@@ -327,13 +327,13 @@ class Trainer:
 
     def train_step(self) -> dict[str, float]:
         if self._prefetch is not None:
-            stems = self._prefetch.get(self.step)  # a view of a shared slot, valid for this step
+            stems = self._prefetch.get(self.step)
         else:
             stems = self.sampler.batch_stems(self.step, self.dist.rank, self.cfg.optim.batch_size)
         if self.device.type == "cuda":
             ref_t = torch.from_numpy(stems).pin_memory().to(self.device, non_blocking=True)
         else:
-            ref_t = torch.from_numpy(np.array(stems) if self._prefetch is not None else stems)
+            ref_t = torch.from_numpy(stems)
         mix_t = ref_t.sum(dim=1)
         self.net.train()
         est = self.net(mix_t)
