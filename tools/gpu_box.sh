@@ -15,11 +15,12 @@ case "${1:-}" in
 prepare)
   py="${2:-3.12}"
   rm -rf .whl && mkdir -p .whl
-  python3 -m pip download -q --no-deps --only-binary=:all: --python-version "$py" --implementation cp \
+  py_here="${PYTHON:-python}"  # the project's environment (an activated venv)
+  "$py_here" -m pip download -q --no-deps --only-binary=:all: --python-version "$py" --implementation cp \
     --platform manylinux_2_28_x86_64 --platform manylinux_2_27_x86_64 --platform manylinux_2_17_x86_64 \
     --platform manylinux2014_x86_64 -d .whl \
     pydantic pydantic_core annotated-types typing-inspection typing-extensions pedalboard platformdirs
-  PYTHONPATH=src python3 tools/pack_training_set.py configs/train_small_deep_nosynthbass.yaml .devdata/train --kbps 160
+  PYTHONPATH=src "$py_here" tools/pack_training_set.py configs/train_small_deep_nosynthbass.yaml .devdata/train --kbps 160
   du -sh .whl .devdata/train
   ;;
 run)
