@@ -277,10 +277,14 @@ def _ddp_worker(cfg_raw: dict, out: str) -> None:
 
     cfg = config_from_dict(cfg_raw)
     info = ddp.init_from_env(torch.device("cpu"))
-    try:
+
+    def fit() -> None:  # the trainer is gone before the process group (ddp.shutdown)
         trainer = T(cfg, out, info)
         trainer.fit()
         torch.save(weights(trainer.model), Path(out) / f"rank{info.rank}.pt")
+
+    try:
+        fit()
     finally:
         ddp.shutdown(info)
 

@@ -464,16 +464,22 @@ def run_training(cfg: TrainConfig, out_dir: str | os.PathLike | None = None, *, 
     device = Trainer._device(cfg.run.device)
     info = ddp.init_from_env(device)
     try:
-        trainer = Trainer(cfg, out_dir, info)
-        sweep_stale_parts(trainer.out)  # half-written states and plots of a killed earlier run
-        if resume:
-            trainer.resume()
-        elif (trainer.out / STATE_NAME).is_file():
-            raise ConfigError(f"{trainer.out} already holds a training state; pass --resume to continue it "
-                              "or choose another --out")
-        return trainer.fit(max_steps)
+        # the trainer (and its DistributedDataParallel wrapper, which holds the process group) is
+        # gone when the group is destroyed: see ddp.shutdown
+        return _fit(cfg, out_dir, info, resume, max_steps)
     finally:
         ddp.shutdown(info)
+
+
+def _fit(cfg: TrainConfig, out_dir, info: ddp.DistInfo, resume: bool, max_steps: int | None) -> dict[str, Any]:
+    trainer = Trainer(cfg, out_dir, info)
+    sweep_stale_parts(trainer.out)  # half-written states and plots of a killed earlier run
+    if resume:
+        trainer.resume()
+    elif (trainer.out / STATE_NAME).is_file():
+        raise ConfigError(f"{trainer.out} already holds a training state; pass --resume to continue it "
+                          "or choose another --out")
+    return trainer.fit(max_steps)
 
 
 def export_weights(model_path: str | os.PathLike, dest: str | os.PathLike, *, half: bool = True) -> Path:
