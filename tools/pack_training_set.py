@@ -18,19 +18,20 @@ import os
 import sys
 from pathlib import Path
 
+import numpy as np
+
 QUALITIES = (96, 112, 128, 160, 192, 224, 256, 320)  # what pedalboard's Vorbis encoder offers
 
 
-def pack_track(arr, names: list[str], dest: Path, sample_rate: int, kbps: int) -> int:
-    """Write the stems of ``arr`` (``(1 + s, c, t)``, mixture first) as ``dest/<name>.ogg``;
-    the number of bytes written."""
+def pack_track(stems, names, dest: Path, sample_rate: int, kbps: int) -> int:
+    """Write each stem of ``stems`` (``(s, c, t)``) as ``dest/<name>.ogg``; the bytes written."""
     from pedalboard.io import AudioFile
 
     from unbake._common import atomic_path
 
     dest.mkdir(parents=True, exist_ok=True)
     total = 0
-    for name, audio in zip(names[1:], arr[1:]):
+    for name, audio in zip(names, stems):
         path = dest / f"{name}.ogg"
         with atomic_path(path, suffix=".ogg") as tmp:
             with AudioFile(str(tmp), "w", sample_rate, audio.shape[0], quality=f"{kbps} kbps") as fh:
@@ -47,30 +48,21 @@ def main() -> None:
     args = ap.parse_args()
 
     from unbake.data.cache import AudioCache
-    from unbake.data.datasets import find_tracks, fold_split, split_tracks, track_name
+    from unbake.data.datasets import load_tracks
     from unbake.train.config import load_config
+    from unbake.train.loop import split_data
 
     cfg = load_config(args.config)
     d = cfg.data
-    paths = find_tracks(d.root)
-    if d.valid_root:
-        train = paths
-    elif d.folds:
-        train, _ = fold_split(paths, d.folds, d.fold)
-    else:
-        train, _ = split_tracks(paths, d.valid_every, d.valid_count)
-    from unbake.data.datasets import decode_track
-
-    cache = AudioCache(d.cache_dir)
-    extra = f"{','.join(d.sources)}@{d.samplerate}"
+    train, _ = split_data(cfg)
+    tracks = load_tracks(train, d.sources, d.samplerate, AudioCache(d.cache_dir))  # decoded once, cached
     dest = Path(args.dest)
     total = 0
-    for i, path in enumerate(train):
-        arr, meta = cache.get(path, lambda p: decode_track(p, d.sources, d.samplerate), extra=extra)
-        total += pack_track(arr, meta["names"], dest / track_name(path), d.samplerate, args.kbps)
-        print(f"\r{i + 1}/{len(train)} tracks, {total / 1e6:.1f} MB", end="", file=sys.stderr, flush=True)
+    for i, track in enumerate(tracks):
+        total += pack_track(np.asarray(track.stems), d.sources, dest / track.name, d.samplerate, args.kbps)
+        print(f"\r{i + 1}/{len(tracks)} tracks, {total / 1e6:.1f} MB", end="", file=sys.stderr, flush=True)
     print(file=sys.stderr)
-    print(f"{dest}: {len(train)} tracks, {total / 1e6:.1f} MB of Vorbis at {args.kbps} kbit/s "
+    print(f"{dest}: {len(tracks)} tracks, {total / 1e6:.1f} MB of Vorbis at {args.kbps} kbit/s "
           f"({os.path.basename(args.config)}'s training split of {d.root})")
 
 

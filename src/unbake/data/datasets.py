@@ -252,21 +252,10 @@ class ExcerptSampler:
                     stems[s] = other[s, :, o:o + seg]
         return apply_augmentations(np.array(stems, dtype=np.float32), rng, self.augment, self.sample_rate)
 
-    @property
-    def channels(self) -> int:
-        return int(self.tracks[0].stems.shape[1])
-
-    def batch_stems(self, step: int, rank: int, size: int, out: np.ndarray | None = None) -> np.ndarray:
-        """The stems ``(b, s, c, t)`` of batch ``(step, rank)``, written into ``out`` when given."""
+    def batch_stems(self, step: int, rank: int, size: int) -> np.ndarray:
+        """The stems ``(b, s, c, t)`` of batch ``(step, rank)``."""
         rng = np.random.default_rng([self.seed, int(step), int(rank)])
-        shape = (size, self.n_sources, self.channels, self.segment_samples)
-        if out is None:
-            out = np.empty(shape, np.float32)
-        elif out.shape != shape:
-            raise ValueError(f"batch buffer of shape {out.shape}, expected {shape}")
-        for i in range(size):
-            out[i] = self.example(rng)
-        return out
+        return np.stack([self.example(rng) for _ in range(size)])
 
     def batch(self, step: int, rank: int, size: int) -> tuple[np.ndarray, np.ndarray]:
         stems = self.batch_stems(step, rank, size)

@@ -57,24 +57,14 @@ def barrier(info: DistInfo) -> None:
 
 
 def shutdown(info: DistInfo) -> None:
-    """Leave the process group together: every rank waits at a barrier first, since a rank that
-    tears its connections down while another still uses them can abort (gloo: "terminate called
-    without an active exception"). A rank that leaves on an error skips the barrier.
-
-    Call it once nothing refers to a ``DistributedDataParallel`` model any more: a wrapper that
-    outlives the group keeps it alive until the interpreter's exit, where tearing it down aborted
-    rank 1 now and then in the test suite."""
+    """Leave the process group. Call it once nothing refers to a ``DistributedDataParallel``
+    model any more: a wrapper that outlives the group keeps it alive until the interpreter's
+    exit, where tearing it down aborted a rank now and then in the test suite ("terminate called
+    without an active exception")."""
     if info.enabled and dist.is_initialized():
         import gc
-        import sys
 
         gc.collect()  # wrappers in reference cycles go now, not at the interpreter's exit
-
-        if sys.exc_info()[0] is None:
-            try:
-                dist.barrier()
-            except RuntimeError:  # a peer already gone: nothing to wait for
-                pass
         dist.destroy_process_group()
 
 

@@ -89,6 +89,21 @@ def read_state(path: str | os.PathLike) -> dict[str, Any]:
     return read_tagged(path, STATE_FORMAT, "training state")
 
 
+# ------------------------------------------------------------------ data
+
+
+def split_data(cfg: TrainConfig) -> tuple[list[Path], list[Path]]:
+    """The training and held-out tracks of ``data.root`` (the extra roots not included): a
+    separate ``valid_root``, else the k-fold split, else the fixed held-out rule."""
+    d = cfg.data
+    paths = find_tracks(d.root)
+    if d.valid_root:
+        return paths, find_tracks(d.valid_root)
+    if d.folds:
+        return fold_split(paths, d.folds, d.fold)
+    return split_tracks(paths, d.valid_every, d.valid_count)
+
+
 # ------------------------------------------------------------------ model construction
 
 
@@ -256,13 +271,7 @@ class Trainer:
     def _load_data(self) -> None:
         d = self.cfg.data
         cache = AudioCache(d.cache_dir)
-        paths = find_tracks(d.root)
-        if d.valid_root:
-            train_paths, valid_paths = paths, find_tracks(d.valid_root)
-        elif d.folds:
-            train_paths, valid_paths = fold_split(paths, d.folds, d.fold)
-        else:
-            train_paths, valid_paths = split_tracks(paths, d.valid_every, d.valid_count)
+        train_paths, valid_paths = split_data(self.cfg)
         extra_from = len(train_paths)
         train_paths = train_paths + [p for root in d.extra_roots for p in find_tracks(root)]
         self.valid_names = [track_name(p) for p in valid_paths]
