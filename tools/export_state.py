@@ -17,6 +17,13 @@ soup": their weights stay close enough for the mean to be a good model too):
     PYTHONPATH=src python tools/export_state.py src/unbake/weights/unbake_small.pt gpu.pt soup.pt --average \
         --selection "uniform soup of the shipped model and its GPU fine-tune (rule fixed in advance)"
 
+Checkpoints of masknets trained apart export as one output ensemble (``--ensemble``): a
+``MaskNetEnsemble`` whose members share one STFT and average their masks. An ensemble given as an
+input contributes its members, so a member is added to the shipped ensemble with
+
+    PYTHONPATH=src python tools/export_state.py src/unbake/weights/unbake_small.pt runs/cand/new.pt OUT.pt \
+        --ensemble --selection "shipped ensemble + member R (rule fixed in advance)"
+
 A run's ``best_model.pt`` is the checkpoint that scored best on the run's validation tracks: once
 picked that way, those tracks no longer measure it fairly. Exporting a state chosen by a rule
 fixed beforehand (e.g. the last step) keeps them held out.
@@ -65,22 +72,44 @@ def read_state_or_checkpoint(path: str) -> dict:
             "step": int(blob.get("meta", {}).get("step", 0)), "config": None}
 
 
+def ensemble_state(states: list[dict]) -> dict:
+    """One masknet ensemble state from masknet states and masknet ensembles (their members in
+    order); the last state's other fields are kept."""
+    configs, weights = [], {}
+    for st in states:
+        if st["architecture"] != "masknet":
+            raise SystemExit(f"only masknets form an ensemble, not {st['architecture']}")
+        cfg = st["model_config"]
+        parts = ([(m, f"members.{i}.") for i, m in enumerate(cfg["members"])] if "members" in cfg
+                 else [(cfg, "")])
+        for member_cfg, prefix in parts:
+            out = f"members.{len(configs)}."
+            weights.update({out + k[len(prefix):]: v for k, v in st["model"].items() if k.startswith(prefix)})
+            configs.append(member_cfg)
+    return {**states[-1], "model_config": {"members": configs}, "model": weights}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("state", nargs="+", help="training state file(s), or unbake checkpoints to average")
     ap.add_argument("dest", help="checkpoint to write")
     ap.add_argument("--selection", required=True, help="how this state was chosen (stored in the metadata)")
     ap.add_argument("--average", action="store_true", help="export the mean of the weights of all the states given")
+    ap.add_argument("--ensemble", action="store_true",
+                    help="export the masknets given (or the members of ensembles given) as one ensemble")
     ap.add_argument("--float32", action="store_true", help="keep float32 weights (default: float16)")
     args = ap.parse_args()
-    if len(args.state) > 1 and not args.average:
-        ap.error("several states need --average")
+    if len(args.state) > 1 and not (args.average or args.ensemble):
+        ap.error("several states need --average or --ensemble")
+    if args.average and args.ensemble:
+        ap.error("--average and --ensemble exclude each other")
 
     from unbake.hub.architectures import model_from_config
     from unbake.hub.checkpoint import load_state_strict, save_checkpoint
 
     states = [read_state_or_checkpoint(p) for p in args.state]
-    state = average_states(states) if args.average else states[0]
+    state = (average_states(states) if args.average else ensemble_state(states) if args.ensemble
+             else states[0])
     model = model_from_config(state["architecture"], state["model_config"])
     load_state_strict(model, state["model"], args.state[-1])
     cfg = state["config"]
@@ -88,12 +117,16 @@ def main() -> None:
     if cfg is not None:
         meta.update(init_from=cfg.get("init_from"), train_segment_s=cfg["data"]["segment_s"],
                     augment=cfg["augment"], optim=cfg["optim"])
+    if args.ensemble:
+        meta["member_files"] = [Path(p).name for p in args.state]
     if args.average:
         meta["averaged_steps"] = [int(st["step"]) for st in states]
         meta["averaged_files"] = [Path(p).name for p in args.state]
     path = save_checkpoint(model, args.dest, architecture=state["architecture"], config=state["model_config"],
                            meta=meta, half=not args.float32)
-    what = f"mean of steps {meta['averaged_steps']}" if args.average else f"at step {state['step']}"
+    what = (f"mean of steps {meta['averaged_steps']}" if args.average
+            else f"ensemble of {len(state['model_config']['members'])} members" if args.ensemble
+            else f"at step {state['step']}")
     print(f"{path}: {state['architecture']} {what}")
 
 

@@ -142,6 +142,45 @@ def test_masknet_contract_and_round_trip(tmp_path):
         model(torch.randn(1, 1, 100))
 
 
+def test_masknet_ensemble_is_the_mean_of_its_members_over_one_stft(tmp_path):
+    from unbake import load_model
+    from unbake.engine.precision import for_precision
+    from unbake.hub.architectures import model_from_config
+    from unbake.hub.checkpoint import save_checkpoint
+    from unbake.models.masknet import MaskNetEnsemble, from_reference_kwargs
+
+    torch.manual_seed(0)
+    a = from_reference_kwargs({**TINY_MODEL, "samplerate": SR}).eval()
+    b = from_reference_kwargs({**TINY_MODEL, "samplerate": SR, "depth": 3, "hidden": 8}).eval()
+    ens = MaskNetEnsemble([a, b]).eval()
+    mix = torch.randn(2, 2, 3000)
+    with torch.no_grad():
+        out = ens(mix)
+        torch.testing.assert_close(out, (a(mix) + b(mix)) / 2, atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(out.sum(dim=1), mix, atol=1e-4, rtol=1e-4)
+    assert ens.sources == a.sources and ens.segment_samples == a.segment_samples
+    # the checkpoint carries the members' configs; it loads by its architecture name alone
+    path = save_checkpoint(ens, tmp_path / "e.pt", architecture="masknet", config=ens.config)
+    again = load_model(str(path))
+    assert isinstance(again, MaskNetEnsemble) and len(again.members) == 2
+    with torch.no_grad():
+        torch.testing.assert_close(again(mix), out, atol=1e-5, rtol=0)
+    # int8 keeps every member's residual blocks in float32, as for a single masknet
+    quantised = for_precision(again, "int8")
+    kinds = {name: type(mod) for name, mod in quantised.named_modules()}
+    assert kinds["members.1.blocks.2.proj"] is torch.nn.Linear and kinds["members.1.encode"] is not torch.nn.Linear
+    with pytest.raises(ModelError, match="differs from member 0 in \\['n_fft'\\]"):
+        MaskNetEnsemble([a, from_reference_kwargs({**TINY_MODEL, "samplerate": SR, "n_fft": 512})])
+    with pytest.raises(ModelError, match="only 'members'"):
+        model_from_config("masknet", {"members": [dict(TINY_MODEL)], "depth": 2})
+    with pytest.raises(ModelError, match="1 to 16 members"):
+        model_from_config("masknet", {"members": []})
+    with pytest.raises(ModelError, match="masknet setting hidden"):
+        model_from_config("masknet", {"members": [{**TINY_MODEL, "hidden": 10**6}]})
+    with pytest.raises(ModelError, match="expects"):
+        ens(torch.randn(1, 1, 100))
+
+
 # ------------------------------------------------------------------ training
 
 
@@ -560,6 +599,20 @@ def test_export_state_tool_writes_a_loadable_checkpoint(tmp_path):
     refused = subprocess.run([sys.executable, str(REPO / "tools" / "export_state.py"), *map(str, kept), str(mean),
                               "--selection", "x"], env=_cli_env(), capture_output=True, text=True)
     assert refused.returncode != 0 and "--average" in refused.stderr
+    # --ensemble: masknets (and the members of ensembles) as one MaskNetEnsemble, members in order
+    from unbake.models.masknet import MaskNetEnsemble
+
+    pair, trio = tmp_path / "pair.pt", tmp_path / "trio.pt"
+    for inputs, out in (([ckpts[0], dest], pair), ([pair, mean], trio)):
+        proc = subprocess.run([sys.executable, str(REPO / "tools" / "export_state.py"), *map(str, inputs), str(out),
+                               "--ensemble", "--selection", "members", "--float32"], env=_cli_env(),
+                              capture_output=True, text=True)
+        assert proc.returncode == 0, proc.stderr
+    ens = unbake.load_model(str(trio))
+    assert isinstance(ens, MaskNetEnsemble) and len(ens.members) == 3
+    for member, single in zip(ens.members, [*ckpts, mean]):
+        assert_same_weights(weights(member), {k: v.float() for k, v in weights(unbake.load_model(str(single))).items()})
+    assert read_blob(trio)["meta"]["member_files"] == ["pair.pt", "mean.pt"]
 
 
 def test_a_killed_runs_half_written_files_are_swept(tmp_path):
