@@ -434,6 +434,25 @@ def test_data_preparation_reports_progress_and_disk_use(tmp_path, caplog):
     assert used_mb > 0 and f"cache {used_mb:.1f} MB" in progress[-1]
 
 
+def test_fine_tune_starts_from_one_member_of_an_ensemble(tmp_path):
+    from unbake.hub.checkpoint import save_checkpoint
+    from unbake.models.masknet import MaskNet, MaskNetEnsemble, from_reference_kwargs
+    from unbake.train.loop import build_model
+
+    torch.manual_seed(1)
+    cfg_model = {**TINY_MODEL, "samplerate": SR}
+    ens = MaskNetEnsemble([from_reference_kwargs(cfg_model), from_reference_kwargs({**cfg_model, "depth": 3})])
+    path = save_checkpoint(ens, tmp_path / "ens.pt", architecture="masknet", config=ens.config)
+    model, arch, kwargs = build_model(config_from_dict(tiny_config(tmp_path, init_from=str(path), init_member=1, model__config={})))
+    assert isinstance(model, MaskNet) and arch == "masknet" and kwargs["depth"] == 3
+    assert_same_weights(weights(model), weights(ens.members[1]))
+    with pytest.raises(ConfigError, match="has 2 members"):
+        build_model(config_from_dict(tiny_config(tmp_path, init_from=str(path), init_member=2, model__config={})))
+    single = save_checkpoint(ens.members[0], tmp_path / "one.pt", architecture="masknet", config=cfg_model)
+    with pytest.raises(ConfigError, match="not an ensemble"):
+        build_model(config_from_dict(tiny_config(tmp_path, init_from=str(single), init_member=0, model__config={})))
+
+
 def test_fine_tune_grows_a_trained_model_without_changing_its_output(tmp_path):
     """init_from plus new model keys (a recurrent block): the checkpoint's tensors load exactly,
     the new block starts as the identity, so the grown model separates as the trained one did."""

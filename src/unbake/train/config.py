@@ -171,6 +171,8 @@ class TrainConfig(_Section):
     out_dir: RelPath = "train_runs/run"
     init_from: Annotated[str, _CheckpointOrName()] | None = Field(
         None, description="a checkpoint path or catalogue name to fine-tune from")
+    init_member: Annotated[int, Number(0, 15, integer=True)] | None = Field(
+        None, description="with init_from an ensemble of masknets (unbake_small): start from this member alone")
     model: ModelSection = Field(default_factory=ModelSection)
     data: DataSection = Field(default_factory=DataSection)
     augment: Annotated[AugmentConfig, _dataclass_section(AugmentConfig, "augment")] = Field(

@@ -142,6 +142,14 @@ def build_model(cfg: TrainConfig) -> tuple[torch.nn.Module, str, dict[str, Any]]
     loaded = load_model(src)
     if not isinstance(loaded, torch.nn.Module) or not hasattr(loaded, "sources"):
         raise ModelError(f"init_from {src!r} is not a single model (ensembles cannot be fine-tuned)")
+    if cfg.init_member is not None:
+        members = kwargs.get("members")
+        if not isinstance(members, list):
+            raise ConfigError(f"init_member is set, but init_from {src!r} is not an ensemble of masknets")
+        if cfg.init_member >= len(members):
+            raise ConfigError(f"init_member {cfg.init_member}: {src!r} has {len(members)} members (0-{len(members) - 1})")
+        kwargs = dict(members[cfg.init_member])
+        loaded = loaded.members[cfg.init_member]
     grown = {k: v for k, v in cfg.model.config.items() if kwargs.get(k) != v}
     kwargs.update(grown)
     model = model_from_config(arch, kwargs)
