@@ -100,6 +100,16 @@ def parse_fraction(value: Any) -> Fraction:
 def check_settings(name: str, kwargs: dict[str, Any]) -> None:
     """Every setting with a declared range must be a number inside it (a :class:`ModelError`
     naming the setting otherwise); called before a model is built."""
+    if name == "masknet" and isinstance(kwargs.get("members"), (list, tuple)):
+        # an ensemble of masknets: each member's settings are a masknet's (one level: a member
+        # that is itself an ensemble is refused when it is built)
+        for member in kwargs["members"]:
+            if isinstance(member, dict):
+                _check_flat(name, member)
+    _check_flat(name, kwargs)
+
+
+def _check_flat(name: str, kwargs: dict[str, Any]) -> None:
     for key, rule in SETTING_RANGES.get(name, {}).items():
         if key not in kwargs or kwargs[key] is None:
             continue

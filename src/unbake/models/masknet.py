@@ -259,8 +259,6 @@ def from_reference_kwargs(kwargs: dict) -> MaskNet | MaskNetEnsemble:
     masknets sharing one STFT (:class:`MaskNetEnsemble`)."""
     if "members" not in kwargs:
         return MaskNet(_config(kwargs))
-    from ..hub.architectures import check_settings
-
     members = kwargs["members"]
     if set(kwargs) != {"members"}:
         raise ModelError(f"a masknet ensemble config has only 'members'; also got {sorted(set(kwargs) - {'members'})}")
@@ -268,6 +266,4 @@ def from_reference_kwargs(kwargs: dict) -> MaskNet | MaskNetEnsemble:
         raise ModelError("masknet 'members' must be a list of masknet configs (mappings)")
     if not 1 <= len(members) <= MAX_MEMBERS:
         raise ModelError(f"a masknet ensemble has 1 to {MAX_MEMBERS} members, got {len(members)}")
-    for m in members:
-        check_settings("masknet", m)
     return MaskNetEnsemble([MaskNet(_config(m)) for m in members])
