@@ -160,7 +160,7 @@ def test_masknet_ensemble_is_the_mean_of_its_members_over_one_stft(tmp_path):
     torch.testing.assert_close(out.sum(dim=1), mix, atol=1e-4, rtol=1e-4)
     assert ens.sources == a.sources and ens.segment_samples == a.segment_samples
     # the checkpoint carries the members' configs; it loads by its architecture name alone
-    path = save_checkpoint(ens, tmp_path / "e.pt", architecture="masknet", config=ens.config)
+    path = save_checkpoint(ens, tmp_path / "e.pt", architecture="masknet", config=ens.config.to_dict())
     again = load_model(str(path))
     assert isinstance(again, MaskNetEnsemble) and len(again.members) == 2
     with torch.no_grad():
@@ -442,7 +442,7 @@ def test_fine_tune_starts_from_one_member_of_an_ensemble(tmp_path):
     torch.manual_seed(1)
     cfg_model = {**TINY_MODEL, "samplerate": SR}
     ens = MaskNetEnsemble([from_reference_kwargs(cfg_model), from_reference_kwargs({**cfg_model, "depth": 3})])
-    path = save_checkpoint(ens, tmp_path / "ens.pt", architecture="masknet", config=ens.config)
+    path = save_checkpoint(ens, tmp_path / "ens.pt", architecture="masknet", config=ens.config.to_dict())
     model, arch, kwargs = build_model(config_from_dict(tiny_config(tmp_path, init_from=str(path), init_member=1, model__config={})))
     assert isinstance(model, MaskNet) and arch == "masknet" and kwargs["depth"] == 3
     assert_same_weights(weights(model), weights(ens.members[1]))

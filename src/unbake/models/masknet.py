@@ -194,6 +194,14 @@ _SHARED = ("sources", "samplerate", "audio_channels", "n_fft", "hop_length", "se
 MAX_MEMBERS = 16
 
 
+@dataclass(frozen=True)
+class MaskNetEnsembleConfig:
+    members: tuple[MaskNetConfig, ...]
+
+    def to_dict(self) -> dict:
+        return {"members": [m.to_dict() for m in self.members]}
+
+
 class MaskNetEnsemble(nn.Module):
     """Several masknets over one STFT: every member computes its masks from the same mixture
     spectrogram, the masks are averaged and one inverse STFT returns the stems.
@@ -219,7 +227,7 @@ class MaskNetEnsemble(nn.Module):
                 raise ModelError(f"masknet ensemble member {i} differs from member 0 in {differ}: "
                                  f"the members share one STFT, so {list(_SHARED)} must be equal")
         self.members = nn.ModuleList(members)
-        self.config = {"members": [m.config.to_dict() for m in members]}
+        self.config = MaskNetEnsembleConfig(tuple(m.config for m in members))
         self.sources = members[0].sources
         self.samplerate = members[0].samplerate
         self.audio_channels = members[0].audio_channels
