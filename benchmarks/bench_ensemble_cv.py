@@ -71,8 +71,11 @@ def fold_scores(runs: list[Path]) -> tuple[list[dict], dict, list[str]]:
         mean_est = np.mean(ests, axis=0)
         for i, s in enumerate(sources):
             ens[s].append(usdr(refs[i], mean_est[i]))
-    means = lambda d: {s: float(np.mean(v)) for s, v in d.items()}  # noqa: E731
-    return [means(d) for d in per_run], means(ens), [t.name for t in tracks]
+    return [_means(d) for d in per_run], _means(ens), [t.name for t in tracks]
+
+
+def _means(scores: dict[str, list[float]]) -> dict[str, float]:
+    return {s: float(np.mean(v)) for s, v in scores.items()}
 
 
 def main() -> None:
@@ -94,8 +97,10 @@ def main() -> None:
         arm_means = [float(np.mean(list(a.values()))) for a in arms]
         best = int(np.argmax(arm_means))
         ens_mean = float(np.mean(list(ens.values())))
-        rows.append({"vs_mean": {s: ens[s] - np.mean([a[s] for a in arms]) for s in sources},
-                     "vs_best": {s: ens[s] - arms[best][s] for s in sources}})
+        vs_mean = {s: ens[s] - np.mean([a[s] for a in arms]) for s in sources}
+        vs_best = {s: ens[s] - arms[best][s] for s in sources}
+        vs_mean["mean"], vs_best["mean"] = np.mean(list(vs_mean.values())), np.mean(list(vs_best.values()))
+        rows.append((vs_mean, vs_best))
         print(f"fold {fold} ({len(names)} held-out tracks): arms "
               + ", ".join(f"{Path(a).name} {m:.3f}" for a, m in zip(runs, arm_means))
               + f"; ensemble {ens_mean:.3f} (vs mean of arms {ens_mean - np.mean(arm_means):+.3f}, "
@@ -103,12 +108,10 @@ def main() -> None:
     n = len(rows)
     print(f"\nover {n} folds, ensemble minus arms (uSDR dB, mean ± std across folds):")
     print(f"{'stem':8s} {'vs mean of arms':>18s} {'vs best arm':>18s}")
-    for s in list(rows[0]["vs_mean"]) + ["mean"]:
-        pick = (lambda r, key: r[key][s]) if s != "mean" else (lambda r, key: float(np.mean(list(r[key].values()))))
-        a = np.array([pick(r, "vs_mean") for r in rows])
-        b = np.array([pick(r, "vs_best") for r in rows])
-        sd = (lambda x: x.std(ddof=1) if n > 1 else float("nan"))  # noqa: E731
-        print(f"{s:8s} {a.mean():+9.3f} ± {sd(a):.3f} {b.mean():+9.3f} ± {sd(b):.3f}")
+    for s in rows[0][0]:
+        a, b = (np.array([r[k][s] for r in rows]) for k in (0, 1))
+        sd_a, sd_b = (x.std(ddof=1) if n > 1 else float("nan") for x in (a, b))
+        print(f"{s:8s} {a.mean():+9.3f} ± {sd_a:.3f} {b.mean():+9.3f} ± {sd_b:.3f}")
 
 
 if __name__ == "__main__":

@@ -162,8 +162,8 @@ class MaskNet(nn.Module):
                     block.proj.weight.zero_()
                     block.proj.bias.zero_()
 
-    def masks(self, spec: torch.Tensor) -> torch.Tensor:
-        """complex ``(b, c, f, n)`` -> masks ``(b, s, c, f, n)`` summing to one over ``s``."""
+    def mask_logits(self, spec: torch.Tensor) -> torch.Tensor:
+        """complex ``(b, c, f, n)`` -> logits ``(b, s, c, f', n)`` over the compressed bins."""
         x = self._compress(torch.log1p(spec.abs()))
         b, c, f, n = x.shape
         x = (x - self.in_shift[..., None]) * self.in_scale[..., None]    # (b, c, f, n)
@@ -174,19 +174,27 @@ class MaskNet(nn.Module):
         if self.recurrent is not None:
             h = self.recurrent(h)
         logits = self.decode(self.out_norm(h)).reshape(b, n, -1, c, f)  # (b, n, s, c, f)
-        logits = logits.permute(0, 2, 3, 4, 1) + self.bin_gain[None, ..., None] * x[:, None]
-        return self._expand(torch.softmax(logits, dim=1))
+        return logits.permute(0, 2, 3, 4, 1) + self.bin_gain[None, ..., None] * x[:, None]
 
-    def forward(self, mix: torch.Tensor) -> torch.Tensor:
+    def masks(self, spec: torch.Tensor) -> torch.Tensor:
+        """complex ``(b, c, f, n)`` -> masks ``(b, s, c, f, n)`` summing to one over ``s``."""
+        return self._expand(torch.softmax(self.mask_logits(spec), dim=1))
+
+    def check_input(self, mix: torch.Tensor) -> None:
         if mix.dim() != 3 or mix.shape[1] != self.audio_channels:
             raise ModelError(f"masknet expects (batch, {self.audio_channels}, time), got {tuple(mix.shape)}")
-        b, c, t = mix.shape
-        spec = self.spectrogram(mix)
-        est = self.masks(spec) * spec[:, None]                              # (b, s, c, f, n)
-        s = est.shape[1]
+
+    def waveforms(self, est: torch.Tensor, length: int) -> torch.Tensor:
+        """complex ``(b, s, c, f, n)`` -> ``(b, s, c, t)`` with ``t = length``."""
+        b, s, c = est.shape[:3]
         wav = torch.istft(est.reshape(b * s * c, self.n_bins, -1), self.config.n_fft,
-                          self.config.hop_length, window=self.window, center=True, length=t)
-        return wav.reshape(b, s, c, t)
+                          self.config.hop_length, window=self.window, center=True, length=length)
+        return wav.reshape(b, s, c, length)
+
+    def forward(self, mix: torch.Tensor) -> torch.Tensor:
+        self.check_input(mix)
+        spec = self.spectrogram(mix)
+        return self.waveforms(self.masks(spec) * spec[:, None], mix.shape[-1])
 
 
 # what the members of an ensemble must share: one STFT of the mixture serves them all
@@ -237,18 +245,12 @@ class MaskNetEnsemble(nn.Module):
 
     def forward(self, mix: torch.Tensor) -> torch.Tensor:
         lead = self.members[0]
-        if mix.dim() != 3 or mix.shape[1] != self.audio_channels:
-            raise ModelError(f"masknet expects (batch, {self.audio_channels}, time), got {tuple(mix.shape)}")
-        b, c, t = mix.shape
+        lead.check_input(mix)
         spec = lead.spectrogram(mix)
         masks = lead.masks(spec)
         for member in self.members[1:]:
             masks = masks + member.masks(spec)
-        est = masks * (spec[:, None] / len(self.members))                   # (b, s, c, f, n)
-        s = est.shape[1]
-        wav = torch.istft(est.reshape(b * s * c, lead.n_bins, -1), lead.config.n_fft,
-                          lead.config.hop_length, window=lead.window, center=True, length=t)
-        return wav.reshape(b, s, c, t)
+        return lead.waveforms(masks * (spec[:, None] / len(self.members)), mix.shape[-1])
 
 
 def _config(kwargs: dict) -> MaskNetConfig:
