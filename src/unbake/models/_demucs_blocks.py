@@ -136,7 +136,10 @@ class ScaledEmbedding(nn.Module):
 
     def __init__(self, num_embeddings: int, embedding_dim: int, scale: float = 10.0) -> None:
         super().__init__()
-        self.embedding = nn.Embedding(num_embeddings, embedding_dim)
+        weight = torch.empty(num_embeddings, embedding_dim)
+        if not weight.is_meta:  # nn.Embedding's own init; on the loader's meta-device shape probe
+            nn.init.normal_(weight)  # a meta normal_ imports torch's decompositions (seconds)
+        self.embedding = nn.Embedding(num_embeddings, embedding_dim, _weight=weight)
         self.scale = scale
 
     @property

@@ -44,7 +44,8 @@ class RotaryEmbedding(nn.Module):
 
     def __init__(self, dim: int, theta: float = 10000.0):
         super().__init__()
-        freqs = 1.0 / (theta ** (torch.arange(0, dim, 2)[: dim // 2].float() / dim))
+        # on the CPU even inside the loader's meta-device shape probe (as the STFT window)
+        freqs = 1.0 / (theta ** (torch.arange(0, dim, 2, device="cpu")[: dim // 2].float() / dim))
         self.freqs = nn.Parameter(freqs, requires_grad=False)
 
     def rotation(self, seq_len: int, device: torch.device) -> torch.Tensor:
@@ -424,7 +425,10 @@ class RoformerBase(nn.Module):
                                                                               cfg.stft_hop_length)
         self.max_segment_samples = None
         self.track_normalize = bool(cfg.track_normalize)
-        self.register_buffer("window", torch.hann_window(cfg.stft_win_length), persistent=False)
+        # on the CPU even inside a `torch.device("meta")` context (the checkpoint loader's shape
+        # probe): a meta hann_window goes through torch's decompositions, whose first use
+        # imports for about 2 s
+        self.register_buffer("window", torch.hann_window(cfg.stft_win_length, device="cpu"), persistent=False)
 
     def _stft_args(self, mix: torch.Tensor) -> dict[str, Any]:
         """Check ``mix`` ``(b, c, t)`` and return the STFT settings for it."""

@@ -111,7 +111,10 @@ class MaskNet(nn.Module):
         self.n_groups = -(-self.n_high // cfg.high_group)
         c, s, d = self.audio_channels, len(self.sources), cfg.hidden
         f = cfg.full_res_bins + self.n_groups  # compressed bins
-        self.register_buffer("window", torch.hann_window(cfg.n_fft), persistent=False)
+        # on the CPU even inside a `torch.device("meta")` context (the checkpoint loader's shape
+        # probe): a meta hann_window goes through torch's decompositions, whose first use
+        # imports for about 2 s
+        self.register_buffer("window", torch.hann_window(cfg.n_fft, device="cpu"), persistent=False)
         # per-bin input standardisation, learned (log magnitudes differ by tens of dB across bins)
         self.in_shift = nn.Parameter(torch.zeros(c, f))
         self.in_scale = nn.Parameter(torch.ones(c, f))
