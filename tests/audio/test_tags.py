@@ -2,6 +2,7 @@
 sidecar, from one analysis per track."""
 
 import json
+import signal
 
 import numpy as np
 import pytest
@@ -122,3 +123,55 @@ def test_separate_writes_tags_and_one_sidecar(tmp_path):
     assert res.exit_code == 0, res.output
     assert sorted(p.name for p in (tmp_path / "plain/song").iterdir()) == ["accompaniment.wav", "vocals.wav"]
     assert read_tags(tmp_path / "plain/song/vocals.wav") == {"bpm": None, "key": None, "camelot": None}
+
+
+class _ArraySource:
+    """What separate_file hands an analyzer: ``.read(start, stop)`` and ``.length``."""
+
+    def __init__(self, audio):
+        self.audio, self.length = audio, audio.shape[1]
+
+    def read(self, start, stop):
+        return self.audio[:, start:stop]
+
+
+def _bar_sources():
+    audio, _ = bar_music()
+    kick_free = audio * 0.5
+    return {"mixture": _ArraySource(audio), "drums": _ArraySource(audio - kick_free),
+            "other": _ArraySource(kick_free)}
+
+
+def test_tag_worker_gives_what_track_tags_gives():
+    from unbake.transcribe.timing import TagWorker, track_tags
+
+    here = track_tags(_bar_sources(), SR)
+    with TagWorker() as worker:
+        assert worker(_bar_sources(), SR) == here
+        assert worker(_bar_sources(), SR) == here  # the worker serves every track of a batch
+    assert here.bpm == pytest.approx(BPM, rel=0.02)
+
+
+def test_tag_worker_analyses_here_when_its_process_dies(caplog):
+    from unbake.transcribe.timing import TagWorker, track_tags
+
+    with TagWorker() as worker:
+        for process in list(worker._pool._processes.values()):
+            process.kill()
+            process.join()
+        with caplog.at_level("WARNING"):
+            assert worker(_bar_sources(), SR) == track_tags(_bar_sources(), SR)
+    assert "analysis worker stopped" in caplog.text
+
+
+def test_tag_worker_stops_at_once_and_reports_analysis_errors():
+    from unbake.errors import InvalidAudioError
+    from unbake.transcribe.timing import TagWorker
+
+    worker = TagWorker()
+    processes = list(worker._pool._processes.values())
+    worker.close()  # in the middle of its warm-up: terminated, not awaited
+    assert processes and all(p.exitcode == -signal.SIGTERM for p in processes)
+    short = {"mixture": _ArraySource(np.zeros((2, SR), np.float32))}
+    with TagWorker() as worker, pytest.raises(InvalidAudioError, match="too short"):
+        worker(short, SR)

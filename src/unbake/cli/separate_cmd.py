@@ -3,6 +3,7 @@ separate` shares with `unbake batch`, declared once."""
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import inspect
 import json
@@ -131,12 +132,17 @@ def separate(
     from ..separate import load_runner, output_stems
 
     request = sep.request()
-    analyzer = _analyzer(sep.tag)
-    chosen = chosen_model(sep)
-    runner = load_runner(chosen, **sep.model_choice())
-    announce_default(sep, chosen)
-    output_stems(runner, request.two_stems)  # --two-stems the model lacks: once, not once per file
-    failures = _separate_all(inputs, outdir, runner, request, analyzer)
+    with contextlib.ExitStack() as stack:
+        analyzer = _analyzer(sep.tag)
+        if analyzer is not None:  # before the model loads: see TagWorker
+            from ..transcribe.timing import TagWorker
+
+            analyzer = stack.enter_context(TagWorker())
+        chosen = chosen_model(sep)
+        runner = load_runner(chosen, **sep.model_choice())
+        announce_default(sep, chosen)
+        output_stems(runner, request.two_stems)  # --two-stems the model lacks: once, not once per file
+        failures = _separate_all(inputs, outdir, runner, request, analyzer)
     if len(inputs) > 1 or failures:
         console.print(f"{len(inputs) - failures} separated, {failures} failed", highlight=False)
     if failures:

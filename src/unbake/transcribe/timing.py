@@ -15,6 +15,7 @@ harmonic change (chords change on bar lines), both standardised over the beats.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 
 import numpy as np
@@ -56,9 +57,18 @@ def track_tags(sources: Mapping, sample_rate: int, *, excerpt_s: float = ANALYSI
 
     Only three mono signals at the analysis rate are held: the mixture, the drums and the sum
     of the pitched stems (what :func:`unbake.analysis.analyze_stems` reads the key from).
+    :class:`TagWorker` does the same in a worker process.
     """
     from ..analysis.analyze import ANALYSIS_RATE_HZ
 
+    stems, kwargs = analysis_excerpt(sources, sample_rate, excerpt_s=excerpt_s)
+    return tags_from_stems(stems, ANALYSIS_RATE_HZ, **kwargs)
+
+
+def analysis_excerpt(sources: Mapping, sample_rate: int, *,
+                     excerpt_s: float = ANALYSIS_EXCERPT_S) -> tuple[dict[str, np.ndarray], dict]:
+    """What :func:`track_tags` analyses: ``(mono signals at the analysis rate, keyword arguments
+    of tags_from_stems)``; the mixture, the drums and the sum of the pitched stems."""
     length = sources["mixture"].length
     start, stop = excerpt_bounds(length, sample_rate, excerpt_s)
     stems = {"mixture": _mono_at_analysis_rate(sources["mixture"], start, stop, sample_rate)}
@@ -70,8 +80,81 @@ def track_tags(sources: Mapping, sample_rate: int, *, excerpt_s: float = ANALYSI
             x = _mono_at_analysis_rate(sources[s], start, stop, sample_rate)
             pitched = x if pitched is None else pitched + x
         stems["pitched"] = pitched
-    return tags_from_stems(stems, ANALYSIS_RATE_HZ, offset_s=start / sample_rate,
-                           duration_s=length / sample_rate)
+    return stems, {"offset_s": start / sample_rate, "duration_s": length / sample_rate}
+
+
+def _start_worker() -> None:
+    """A :class:`TagWorker` process's start: Ctrl-C is for the main process (which stops the
+    worker), then the warm-up."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _warm_up()
+
+
+def _warm_up() -> None:
+    """Import and compile what :func:`tags_from_stems` uses (librosa, its numba kernels, the
+    constant-Q filters) by analysing a few seconds of generated clicks and a tone."""
+    from ..analysis.analyze import ANALYSIS_RATE_HZ
+
+    sr = ANALYSIS_RATE_HZ
+    t = np.arange(int(MIN_ANALYSIS_S * 2 * sr)) / sr
+    clicks = (np.sin(2 * np.pi * 2 * t) > 0.95) * np.sin(2 * np.pi * 1000 * t)
+    try:
+        tags_from_stems({"drums": clicks, "pitched": 0.3 * np.sin(2 * np.pi * 220 * t)}, sr)
+    except Exception:  # noqa: BLE001 - a warm-up only; the real analysis reports its own errors
+        logging.getLogger(__name__).debug("analysis warm-up failed", exc_info=True)
+
+
+class TagWorker:
+    """:func:`track_tags` with the analysis in a worker process, started (and warmed up) at once.
+
+    librosa's import costs seconds, about as long as separating a one-minute song with the
+    default model, and it holds the interpreter, so a thread cannot hide it; a process started
+    before the model loads imports it on the core that the (single-threaded) torch import and
+    model loading leave idle. Calls read the excerpt in this process (it streams from the
+    stems) and send the three mono signals (at most 4 minutes at 22 kHz) to the worker. Should
+    the worker die, the analysis runs here. Use as a context manager, or call :meth:`close`.
+    """
+
+    def __init__(self) -> None:
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        # spawn: a fresh interpreter, safe whatever threads this process has started
+        self._pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"),
+                                         initializer=_start_worker)
+        self._pool.submit(int)  # starts the worker now, not at the first analysis
+
+    def __call__(self, sources: Mapping, sample_rate: int, *,
+                 excerpt_s: float = ANALYSIS_EXCERPT_S) -> TrackTags:
+        from concurrent.futures.process import BrokenProcessPool
+
+        from ..analysis.analyze import ANALYSIS_RATE_HZ
+
+        stems, kwargs = analysis_excerpt(sources, sample_rate, excerpt_s=excerpt_s)
+        try:
+            return self._pool.submit(tags_from_stems, stems, ANALYSIS_RATE_HZ, **kwargs).result()
+        except BrokenProcessPool:
+            logging.getLogger(__name__).warning("the analysis worker stopped; analysing here")
+            return tags_from_stems(stems, ANALYSIS_RATE_HZ, **kwargs)
+
+    def close(self) -> None:
+        """Stop the worker now, even in the middle of its warm-up (calls wait for their
+        results, so nothing else can be running)."""
+        # ProcessPoolExecutor gains terminate_workers() only in Python 3.14
+        processes = list((self._pool._processes or {}).values())
+        for process in processes:
+            process.terminate()
+        self._pool.shutdown(wait=True, cancel_futures=True)
+        for process in processes:
+            process.join()
+
+    def __enter__(self) -> "TagWorker":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
 
 
 def tags_from_stems(stems: Mapping[str, np.ndarray], sample_rate: int, *, offset_s: float = 0.0,
