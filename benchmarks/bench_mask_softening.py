@@ -28,7 +28,7 @@ def softened(model, temperature: float):
     """``model`` with each member's masks computed from logits / ``temperature`` (same weights)."""
     members = getattr(model, "members", [model])
     for m in members:
-        m.masks = lambda spec, m=m: m._expand(torch.softmax(m.mask_logits(spec) / temperature, dim=1))
+        m.probabilities = lambda x, m=m: torch.softmax(m.logits(x) / temperature, dim=1)
     return model
 
 

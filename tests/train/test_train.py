@@ -157,6 +157,10 @@ def test_masknet_ensemble_is_the_mean_of_its_members_over_one_stft(tmp_path):
     with torch.no_grad():
         out = ens(mix)
         torch.testing.assert_close(out, (a(mix) + b(mix)) / 2, atol=1e-5, rtol=1e-4)
+        # a member that groups the bins otherwise has features and masks of its own
+        c = from_reference_kwargs({**TINY_MODEL, "samplerate": SR, "full_res_bins": 40, "high_group": 3}).eval()
+        torch.testing.assert_close(MaskNetEnsemble([a, c, b])(mix), (a(mix) + b(mix) + c(mix)) / 3,
+                                   atol=1e-5, rtol=1e-4)
     torch.testing.assert_close(out.sum(dim=1), mix, atol=1e-4, rtol=1e-4)
     assert ens.sources == a.sources and ens.segment_samples == a.segment_samples
     # the checkpoint carries the members' configs; it loads by its architecture name alone

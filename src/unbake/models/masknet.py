@@ -165,9 +165,18 @@ class MaskNet(nn.Module):
                     block.proj.weight.zero_()
                     block.proj.bias.zero_()
 
-    def mask_logits(self, spec: torch.Tensor) -> torch.Tensor:
-        """complex ``(b, c, f, n)`` -> logits ``(b, s, c, f', n)`` over the compressed bins."""
-        x = self._compress(torch.log1p(spec.abs()))
+    @property
+    def compression(self) -> tuple[int, int]:
+        """How the bins are grouped: members of an ensemble that agree share their features."""
+        return self.config.full_res_bins, self.config.high_group
+
+    def features(self, spec: torch.Tensor) -> torch.Tensor:
+        """complex ``(b, c, f, n)`` -> the network's input ``(b, c, f', n)``: log magnitudes,
+        the high bins averaged in groups."""
+        return self._compress(torch.log1p(spec.abs()))
+
+    def logits(self, x: torch.Tensor) -> torch.Tensor:
+        """features ``(b, c, f', n)`` -> mask logits ``(b, s, c, f', n)`` over the compressed bins."""
         b, c, f, n = x.shape
         x = (x - self.in_shift[..., None]) * self.in_scale[..., None]    # (b, c, f, n)
         h = self.encode(x.permute(0, 3, 1, 2).reshape(b, n, c * f))       # (b, n, d)
@@ -179,9 +188,13 @@ class MaskNet(nn.Module):
         logits = self.decode(self.out_norm(h)).reshape(b, n, -1, c, f)  # (b, n, s, c, f)
         return logits.permute(0, 2, 3, 4, 1) + self.bin_gain[None, ..., None] * x[:, None]
 
+    def probabilities(self, x: torch.Tensor) -> torch.Tensor:
+        """features -> masks over the compressed bins ``(b, s, c, f', n)``, summing to one over ``s``."""
+        return torch.softmax(self.logits(x), dim=1)
+
     def masks(self, spec: torch.Tensor) -> torch.Tensor:
         """complex ``(b, c, f, n)`` -> masks ``(b, s, c, f, n)`` summing to one over ``s``."""
-        return self._expand(torch.softmax(self.mask_logits(spec), dim=1))
+        return self._expand(self.probabilities(self.features(spec)))
 
     def check_input(self, mix: torch.Tensor) -> None:
         if mix.dim() != 3 or mix.shape[1] != self.audio_channels:
@@ -250,9 +263,19 @@ class MaskNetEnsemble(nn.Module):
         lead = self.members[0]
         lead.check_input(mix)
         spec = lead.spectrogram(mix)
-        masks = lead.masks(spec)
-        for member in self.members[1:]:
-            masks = masks + member.masks(spec)
+        # members that group the bins alike share their input features and add their masks
+        # before the expansion back to every bin (a repetition, so linear): one of each per group
+        groups: dict[tuple[int, int], list[MaskNet]] = {}
+        for member in self.members:
+            groups.setdefault(member.compression, []).append(member)
+        masks = None
+        for group in groups.values():
+            x = group[0].features(spec)
+            summed = group[0].probabilities(x)
+            for member in group[1:]:
+                summed = summed + member.probabilities(x)
+            expanded = group[0]._expand(summed)
+            masks = expanded if masks is None else masks + expanded
         return lead.waveforms(masks * (spec[:, None] / len(self.members)), mix.shape[-1])
 
 
