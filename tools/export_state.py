@@ -1,5 +1,6 @@
 """Export the model of a training state (a run's ``state.pt`` or ``state_stepNNNNNN.pt``) as a
-shippable checkpoint, float16 by default, with the step and how it was chosen in its metadata.
+shippable checkpoint, float16 by default (``--int8``: int8 weights with per-row scales, half that
+size), with the step and how it was chosen in its metadata.
 
     PYTHONPATH=src python tools/export_state.py runs/small_rnn/state.pt src/unbake/weights/unbake_small.pt \\
         --selection "last step of the schedule (fixed in advance; not picked on validation)"
@@ -98,7 +99,12 @@ def main() -> None:
     ap.add_argument("--ensemble", action="store_true",
                     help="export the masknets given (or the members of ensembles given) as one ensemble")
     ap.add_argument("--float32", action="store_true", help="keep float32 weights (default: float16)")
+    ap.add_argument("--int8", action="store_true",
+                    help="store the large weight tensors as int8 with per-row scales (half the size of "
+                         "float16; the model still computes in float32)")
     args = ap.parse_args()
+    if args.float32 and args.int8:
+        ap.error("--float32 and --int8 exclude each other")
     if len(args.state) > 1 and not (args.average or args.ensemble):
         ap.error("several states need --average or --ensemble")
     if args.average and args.ensemble:
@@ -123,7 +129,7 @@ def main() -> None:
         meta["averaged_steps"] = [int(st["step"]) for st in states]
         meta["averaged_files"] = [Path(p).name for p in args.state]
     path = save_checkpoint(model, args.dest, architecture=state["architecture"], config=state["model_config"],
-                           meta=meta, half=not args.float32)
+                           meta=meta, half=not args.float32, int8=args.int8)
     what = (f"mean of steps {meta['averaged_steps']}" if args.average
             else f"ensemble of {len(state['model_config']['members'])} members" if args.ensemble
             else f"at step {state['step']}")

@@ -48,3 +48,56 @@ def test_save_and_reload_gives_the_same_model(tmp_path, arch):
         a, b = model(mix), again(mix)
     assert a.shape == (1, len(model.sources), model.audio_channels, 8192)
     assert torch.equal(a, b)
+
+
+@pytest.mark.parametrize("arch", sorted(a for a in TINY if a != "center"))
+def test_int8_storage_keeps_every_weight_within_half_a_step(tmp_path, arch):
+    from unbake.hub.checkpoint import FORMAT_INT8, INT8_MIN_NUMEL, read_blob
+
+    torch.manual_seed(0)
+    model = model_from_config(arch, TINY[arch]).eval()
+    path = save_checkpoint(model, tmp_path / f"{arch}.pt", architecture=arch, config=TINY[arch], int8=True)
+    raw = torch.load(path, weights_only=True)
+    assert raw["format"] == FORMAT_INT8 and raw["int8_scales"]
+    back = read_blob(path)["state_dict"]
+    for k, w in model.state_dict().items():
+        if not w.is_floating_point():
+            assert torch.equal(back[k], w)
+        elif k in raw["int8_scales"]:
+            assert raw["state_dict"][k].dtype == torch.int8 and w.numel() >= INT8_MIN_NUMEL
+            step = w.reshape(w.shape[0], -1).abs().amax(dim=1) / 127
+            err = (back[k] - w).reshape(w.shape[0], -1).abs().amax(dim=1)
+            assert torch.all(err <= step / 2 * 1.001 + 1e-12), k
+        else:
+            assert raw["state_dict"][k].dtype == torch.float16
+            assert torch.equal(back[k].float(), w.half().float())
+    again = load_model(path)
+    mix = torch.randn(1, model.audio_channels, 8192)
+    with torch.no_grad():
+        a, b = model(mix), again(mix)
+    snr = 10 * torch.log10(a.pow(2).sum() / (a - b).pow(2).sum())
+    assert snr > 25, snr
+
+
+def test_damaged_int8_storage_is_refused(tmp_path):
+    from unbake.errors import CheckpointError
+    from unbake.hub.checkpoint import read_blob
+
+    torch.manual_seed(0)
+    model = model_from_config("masknet", TINY["masknet"]).eval()
+    path = save_checkpoint(model, tmp_path / "m.pt", architecture="masknet", config=TINY["masknet"], int8=True)
+    blob = torch.load(path, weights_only=True)
+    key = next(iter(blob["int8_scales"]))
+    for damage, message in [
+        (lambda b: b["int8_scales"].pop(key), "no scale for"),
+        (lambda b: b["int8_scales"].__setitem__(key, b["int8_scales"][key][:-1]), "one float scale per row"),
+        (lambda b: b["int8_scales"].__setitem__("nowhere", torch.ones(3)), "has a scale but no int8 weights"),
+        (lambda b: b.pop("int8_scales"), "not mappings"),
+    ]:
+        broken = torch.load(path, weights_only=True)
+        damage(broken)
+        torch.save(broken, tmp_path / "bad.pt")
+        with pytest.raises(CheckpointError, match=message):
+            read_blob(tmp_path / "bad.pt")
+        with pytest.raises(CheckpointError, match="damaged int8 weights"):
+            load_model(tmp_path / "bad.pt")

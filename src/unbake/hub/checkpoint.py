@@ -1,5 +1,12 @@
 """unbake's own checkpoint format: ``{format, architecture, config, sources, state_dict, meta}``,
-saved with ``torch.save`` and read back with ``weights_only=True`` (never executes code)."""
+saved with ``torch.save`` and read back with ``weights_only=True`` (never executes code).
+
+Weights are stored in float32, float16, or int8: large weight tensors as int8 with one float32
+scale per output row (``int8_scales``, a second format name so that a reader that does not know
+the scales refuses the file instead of loading raw integers), the rest in float16. Readers get
+float32 weights back; the model computes in float32 as always. No library stores a state dict
+this way and reads it back with ``weights_only`` loading, hence the few lines here.
+"""
 
 from __future__ import annotations
 
@@ -14,25 +21,51 @@ from ..errors import CheckpointError, ModelError
 from .architectures import model_from_config, resolve_architecture
 
 FORMAT = "unbake-checkpoint-v1"
+FORMAT_INT8 = "unbake-checkpoint-int8-v1"  # FORMAT plus int8 weights and their scales
+FORMATS = (FORMAT, FORMAT_INT8)
+# floating tensors with at least this many values (and two or more dimensions) are stored as int8;
+# norms, biases and per-bin tables are small and stay float16
+INT8_MIN_NUMEL = 4096
 
 
 def save_checkpoint(model: torch.nn.Module, path: str | os.PathLike, *, architecture: str,
                     config: dict[str, Any], meta: dict[str, Any] | None = None,
-                    half: bool = False) -> Path:
-    """Write ``model`` atomically (temporary name, then rename)."""
+                    half: bool = False, int8: bool = False) -> Path:
+    """Write ``model`` atomically (temporary name, then rename). ``half``: floating-point weights
+    in float16; ``int8``: large weight tensors as int8 with per-row scales, the rest float16."""
     path = Path(path)
-    state = {k: (v.detach().cpu().half() if half and v.is_floating_point() else v.detach().cpu())
-             for k, v in model.state_dict().items()}
+    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    scales = {}
+    for k, v in state.items():
+        if int8 and v.is_floating_point() and v.dim() >= 2 and v.numel() >= INT8_MIN_NUMEL:
+            state[k], scales[k] = quantize_int8(v)
+        elif (half or int8) and v.is_floating_point():
+            state[k] = v.half()
     blob = {
-        "format": FORMAT,
+        "format": FORMAT_INT8 if int8 else FORMAT,
         "architecture": resolve_architecture(architecture),
         "config": dict(config),
         "sources": list(model.sources),
         "state_dict": state,
         "meta": dict(meta or {}),
     }
+    if int8:
+        blob["int8_scales"] = scales
     atomic_torch_save(blob, path)
     return path
+
+
+def quantize_int8(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(int8 values, float32 scale per row)``, symmetric: each output row (dim 0) keeps its own
+    range, so a row of small weights is not rounded to zero by a neighbour's large ones."""
+    rows = weight.detach().float().reshape(weight.shape[0], -1)
+    scale = rows.abs().amax(dim=1).clamp_min(1e-30) / 127.0
+    q = torch.round(rows / scale[:, None]).clamp_(-127, 127).to(torch.int8)
+    return q.reshape(weight.shape), scale
+
+
+def dequantize_int8(q: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+    return q.float() * scale.float().reshape(-1, *([1] * (q.dim() - 1)))
 
 
 def atomic_torch_save(obj: Any, path: str | os.PathLike) -> None:
@@ -42,19 +75,48 @@ def atomic_torch_save(obj: Any, path: str | os.PathLike) -> None:
         torch.save(obj, tmp)
 
 
-def read_tagged(path: str | os.PathLike, fmt: str, what: str) -> dict[str, Any]:
-    """A ``torch.save``d dict whose ``format`` key is ``fmt``, read with ``weights_only=True``."""
+def read_tagged(path: str | os.PathLike, fmt: str | tuple[str, ...], what: str) -> dict[str, Any]:
+    """A ``torch.save``d dict whose ``format`` key is ``fmt`` (or one of them), read with
+    ``weights_only=True``."""
+    formats = (fmt,) if isinstance(fmt, str) else tuple(fmt)
     try:
         blob = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises many kinds for corrupt files
         raise CheckpointError(f"{path}: not a readable {what} ({exc.__class__.__name__}: {exc})") from exc
-    if not isinstance(blob, dict) or blob.get("format") != fmt:
-        raise CheckpointError(f"{path}: not an unbake {what} (format {fmt!r} expected)")
+    if not isinstance(blob, dict) or blob.get("format") not in formats:
+        expected = " or ".join(repr(f) for f in formats)
+        raise CheckpointError(f"{path}: not an unbake {what} (format {expected} expected)")
     return blob
 
 
 def read_blob(path: str | os.PathLike) -> dict[str, Any]:
-    return read_tagged(path, FORMAT, "checkpoint")
+    """A checkpoint's dict, its weights in float32 where the file stores them as int8."""
+    blob = read_tagged(path, FORMATS, "checkpoint")
+    if blob["format"] == FORMAT_INT8:
+        blob["state_dict"] = _dequantized(blob.get("state_dict"), blob.pop("int8_scales", None), str(path))
+        blob["format"] = FORMAT
+    return blob
+
+
+def _dequantized(state: Any, scales: Any, where: str) -> dict[str, torch.Tensor]:
+    def bad(why: str) -> CheckpointError:
+        return CheckpointError(f"{where}: damaged int8 weights ({why})")
+
+    if not isinstance(state, dict) or not isinstance(scales, dict):
+        raise bad("the weights or their scales are not mappings")
+    state = dict(state)
+    for k, scale in scales.items():
+        q = state.get(k)
+        if not isinstance(q, torch.Tensor) or q.dtype != torch.int8:
+            raise bad(f"{k!r} has a scale but no int8 weights")
+        if not isinstance(scale, torch.Tensor) or scale.dim() != 1 or scale.numel() != q.shape[0] \
+                or not scale.is_floating_point():
+            raise bad(f"{k!r}: one float scale per row expected")
+        state[k] = dequantize_int8(q, scale)
+    raw = [k for k, v in state.items() if isinstance(v, torch.Tensor) and v.dtype == torch.int8]
+    if raw:
+        raise bad(f"no scale for {raw[:4]}")
+    return state
 
 
 def build_for_state(arch: str, kwargs: dict[str, Any], state: Any, where: str) -> torch.nn.Module:

@@ -71,13 +71,13 @@ def _guess_format(path: Path) -> str:
         return "demucs-th"
     if path.suffix in (".pt", ".unbake"):
         # our own checkpoints are also .pt files: peek at the format key safely
-        from .checkpoint import FORMAT
+        from .checkpoint import FORMATS
 
         try:
             import torch
 
             blob = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-            if isinstance(blob, dict) and blob.get("format") == FORMAT:
+            if isinstance(blob, dict) and blob.get("format") in FORMATS:
                 return "unbake"
         except Exception:
             pass
