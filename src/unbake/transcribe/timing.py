@@ -85,10 +85,22 @@ def analysis_excerpt(sources: Mapping, sample_rate: int, *,
 
 def _start_worker() -> None:
     """A :class:`TagWorker` process's start: Ctrl-C is for the main process (which stops the
-    worker), then the warm-up."""
+    worker); a watch that ends the worker when the main process is gone (killed: nothing else
+    would stop it, and it would hold the main process's output pipes open); then the warm-up."""
+    import os
     import signal
+    import threading
+    import time
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    parent = os.getppid()
+
+    def watch() -> None:
+        while os.getppid() == parent:  # an orphan is adopted by another process
+            time.sleep(0.5)
+        os._exit(0)
+
+    threading.Thread(target=watch, name="unbake-tag-worker-watch", daemon=True).start()
     _warm_up()
 
 
