@@ -78,10 +78,11 @@ def peak_memory(model: str, minutes: list[float]) -> None:
         for m in minutes:
             wav = Path(tmp) / f"in_{m:g}min.wav"
             make_input(wav, m)
-            wall, rss_mib = run(wav, Path(tmp) / f"out_{m:g}", model, studio=False)
+            wall, rss_mib, helpers_mib, total_mib = run(wav, Path(tmp) / f"out_{m:g}", model, studio=False)
             wav.unlink()
-            print(f"peak memory: {rss_mib:.0f} MiB for a {m:g} min input ({m * 60 / wall:.1f}x real time "
-                  f"through `unbake separate`, decoding and encoding included)")
+            print(f"peak memory: {total_mib:.0f} MiB for a {m:g} min input (`unbake separate` and its tags "
+                  f"worker together, sampled; their own peaks {rss_mib:.0f} and {helpers_mib:.0f} MiB; "
+                  f"{m * 60 / wall:.1f}x real time through `unbake separate`, decoding and encoding included)")
 
 
 def last_validations(run_dirs: list[str]) -> dict[int, dict[str, float]]:

@@ -66,21 +66,72 @@ def studio_job(path: Path, folder: Path, model: str) -> None:
     print(f"stems {result['stems']}, {result['duration_s']:.0f} s", file=sys.stderr)
 
 
-def run(path: Path, out: Path, model: str, studio: bool) -> tuple[float, float]:
-    """Wall time and this child's own peak RSS (MiB), read with wait4."""
+def run(path: Path, out: Path, model: str, studio: bool) -> tuple[float, float, float, float]:
+    """Wall time, this child's own peak RSS (MiB, read with wait4), the sum of the peak RSS of
+    the processes it starts (MiB; the tags' analysis worker of `unbake separate`), which wait4
+    does not count, and the largest total RSS of the child and those processes at one moment
+    (MiB, sampled every 0.1 s). The last two are read from /proc while it runs (Linux; NaN
+    elsewhere)."""
+    import threading
+
     if studio:
         cmd = [sys.executable, __file__, "--child-studio", str(path), str(out), model]
     else:
         cmd = [sys.executable, "-m", "unbake", "separate", str(path), "-o", str(out), "-n", model, "--overwrite"]
     t0 = time.perf_counter()
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    peaks: dict[int, float] = {}
+    done = threading.Event()
+    watcher = threading.Thread(target=_watch_descendants, args=(proc.pid, peaks, done), daemon=True)
+    watcher.start()
     _, status, usage = os.wait4(proc.pid, 0)
+    done.set()
+    watcher.join()
     proc.returncode = os.waitstatus_to_exitcode(status)
     wall = time.perf_counter() - t0
     if proc.returncode != 0:
         raise SystemExit(f"{'the studio job' if studio else 'unbake separate'} failed on {path} "
                          f"(exit {proc.returncode}): {proc.stderr.read().decode()[-2000:]}")
-    return wall, usage.ru_maxrss / 1024
+    if not Path("/proc").is_dir():
+        return wall, usage.ru_maxrss / 1024, float("nan"), float("nan")
+    total = peaks.pop(TOTAL, float("nan"))
+    return wall, usage.ru_maxrss / 1024, sum(peaks.values()), total
+
+
+TOTAL = -1  # the key of the largest sampled total in the peaks of _watch_descendants
+
+
+def _watch_descendants(root: int, peaks: dict[int, float], done) -> None:
+    """Every 0.1 s, the peak RSS (VmHWM, MiB) of each process below ``root`` into ``peaks``, and
+    under :data:`TOTAL` the largest sum of the current RSS (VmRSS) of ``root`` and those."""
+    proc = Path("/proc")
+    if not proc.is_dir():
+        return
+    while not done.wait(0.1):
+        parents = {}
+        for entry in proc.iterdir():
+            if entry.name.isdigit():
+                try:
+                    # the parent pid follows the command name, which is in parentheses
+                    parents[int(entry.name)] = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+                except (OSError, IndexError, ValueError):
+                    continue
+        below, grown = {root}, True
+        while grown:
+            more = {pid for pid, ppid in parents.items() if ppid in below} - below
+            below |= more
+            grown = bool(more)
+        now = 0.0
+        for pid in below:
+            try:
+                for line in (proc / str(pid) / "status").read_text().splitlines():
+                    if line.startswith("VmHWM:") and pid != root:
+                        peaks[pid] = max(peaks.get(pid, 0.0), int(line.split()[1]) / 1024)
+                    elif line.startswith("VmRSS:"):
+                        now += int(line.split()[1]) / 1024
+            except OSError:
+                continue
+        peaks[TOTAL] = max(peaks.get(TOTAL, 0.0), now)
 
 
 def main() -> None:
@@ -99,10 +150,11 @@ def main() -> None:
         for minutes in args.minutes:
             src = Path(tmp) / f"input_{minutes:g}min.{'flac' if args.quiet_input else 'wav'}"
             make_input(src, minutes, quiet=args.quiet_input)
-            wall, peak = run(src, Path(tmp) / f"out_{minutes:g}", args.model, args.studio)
+            wall, peak, helpers, total = run(src, Path(tmp) / f"out_{minutes:g}", args.model, args.studio)
             rows.append((minutes, wall, peak))
             print(f"{what}: {minutes:>5g} min  wall {wall:7.1f} s  ({minutes * 60 / wall:6.1f}x real time)  "
-                  f"peak RSS {peak:7.1f} MiB", flush=True)
+                  f"peak RSS {peak:7.1f} MiB (+ {helpers:.1f} MiB in the processes it starts; together at "
+                  f"most {total:.1f} MiB at once)", flush=True)
             src.unlink()
     base = rows[0][2]
     for minutes, _, peak in rows[1:]:
