@@ -85,14 +85,17 @@ def analysis_excerpt(sources: Mapping, sample_rate: int, *,
 
 def _start_worker() -> None:
     """A :class:`TagWorker` process's start: Ctrl-C is for the main process (which stops the
-    worker); a watch that ends the worker when the main process is gone (killed: nothing else
-    would stop it, and it would hold the main process's output pipes open); then the warm-up."""
+    worker); a lower priority; a watch that ends the worker when the main process is gone
+    (killed: nothing else would stop it, and it would hold the main process's output pipes
+    open); then the warm-up."""
     import os
     import signal
     import threading
     import time
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if hasattr(os, "nice"):  # the separation runs meanwhile and waits for nothing from here: it
+        os.nice(10)  # goes first (1-minute song: 7.1 s -> 6.8 s on 2 cores; a 5-minute one unchanged)
     parent = os.getppid()
 
     def watch() -> None:
