@@ -2,8 +2,8 @@
 
 Building a model under ``torch.device("meta")`` sends factory functions without a meta kernel
 (``hann_window``, ``normal_``, float ``arange`` ...) through torch's Python decompositions, whose
-first use imports sympy and some 800 modules: about 2 s added to every model load, as long as
-separating a one-minute song with the default model. A fresh process builds each architecture
+first use imports sympy and some 800 modules, added to every model load (the model card's
+"Speed and memory" gives the time on its CPU). A fresh process builds each architecture
 the way :func:`unbake.hub.checkpoint.build_for_state` does and reports whether sympy came in.
 """
 

@@ -94,7 +94,6 @@ def read_blob(path: str | os.PathLike) -> dict[str, Any]:
     blob = read_tagged(path, FORMATS, "checkpoint")
     if blob["format"] == FORMAT_INT8:
         blob["state_dict"] = _dequantized(blob.get("state_dict"), blob.pop("int8_scales", None), str(path))
-        blob["format"] = FORMAT
     return blob
 
 

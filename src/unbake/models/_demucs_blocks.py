@@ -138,7 +138,7 @@ class ScaledEmbedding(nn.Module):
         super().__init__()
         weight = torch.empty(num_embeddings, embedding_dim)
         if not weight.is_meta:  # nn.Embedding's own init; on the loader's meta-device shape probe
-            nn.init.normal_(weight)  # a meta normal_ imports torch's decompositions (seconds)
+            nn.init.normal_(weight)  # a meta normal_ imports torch's decompositions (sympy)
         self.embedding = nn.Embedding(num_embeddings, embedding_dim, _weight=weight)
         self.scale = scale
 

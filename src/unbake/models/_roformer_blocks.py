@@ -427,7 +427,7 @@ class RoformerBase(nn.Module):
         self.track_normalize = bool(cfg.track_normalize)
         # on the CPU even inside a `torch.device("meta")` context (the checkpoint loader's shape
         # probe): a meta hann_window goes through torch's decompositions, whose first use
-        # imports for about 2 s
+        # imports sympy and some 800 modules (as in masknet)
         self.register_buffer("window", torch.hann_window(cfg.stft_win_length, device="cpu"), persistent=False)
 
     def _stft_args(self, mix: torch.Tensor) -> dict[str, Any]:

@@ -113,7 +113,7 @@ class MaskNet(nn.Module):
         f = cfg.full_res_bins + self.n_groups  # compressed bins
         # on the CPU even inside a `torch.device("meta")` context (the checkpoint loader's shape
         # probe): a meta hann_window goes through torch's decompositions, whose first use
-        # imports for about 2 s
+        # imports sympy and some 800 modules (model card, "Speed and memory")
         self.register_buffer("window", torch.hann_window(cfg.n_fft, device="cpu"), persistent=False)
         # per-bin input standardisation, learned (log magnitudes differ by tens of dB across bins)
         self.in_shift = nn.Parameter(torch.zeros(c, f))

@@ -94,8 +94,8 @@ def _start_worker() -> None:
     import time
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    if hasattr(os, "nice"):  # the separation runs meanwhile and waits for nothing from here: it
-        os.nice(10)  # goes first (1-minute song: 7.1 s -> 6.8 s on 2 cores; a 5-minute one unchanged)
+    if hasattr(os, "nice"):  # the separation runs meanwhile and waits for nothing from here:
+        os.nice(10)  # it goes first (model card, "Speed and memory")
     parent = os.getppid()
 
     def watch() -> None:
@@ -124,10 +124,10 @@ def _warm_up() -> None:
 class TagWorker:
     """:func:`track_tags` with the analysis in a worker process, started (and warmed up) at once.
 
-    librosa's import costs seconds, about as long as separating a one-minute song with the
-    default model, and it holds the interpreter, so a thread cannot hide it; a process started
-    before the model loads imports it on the core that the (single-threaded) torch import and
-    model loading leave idle. Calls read the excerpt in this process (it streams from the
+    librosa's import takes about as long as separating a one-minute song with the default
+    model (model card, "Speed and memory"), and it holds the interpreter, so a thread cannot
+    hide it; a process started before the model loads imports it on the core that the
+    (single-threaded) torch import and model loading leave idle. Calls read the excerpt in this process (it streams from the
     stems) and send the three mono signals (at most 4 minutes at 22 kHz) to the worker. Should
     the worker die, the analysis runs here. Use as a context manager, or call :meth:`close`.
     """
