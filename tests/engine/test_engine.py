@@ -138,3 +138,65 @@ def test_allocator_setting_follows_environment(env, expected):
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          env={**os.environ, "UNBAKE_KEEP_FREED_MEMORY": env}).stdout.split()
     assert out == [expected, expected]
+
+
+class VariableNonlinear(Nonlinear):
+    """A window-dependent model that takes windows of any length (and records their lengths)."""
+
+    variable_length = True
+
+    def __init__(self, segment=1000):
+        super().__init__(segment=segment)
+        self.window_lengths = []
+
+    def forward(self, x):
+        self.window_lengths.append(x.shape[-1])
+        return super().forward(x)
+
+
+@settings(max_examples=60, deadline=None)
+@given(length=st.integers(1, 6000), segment=st.integers(8, 3000), overlap=st.floats(0.0, 0.95),
+       delays=st.lists(st.integers(0, 500), min_size=1, max_size=3))
+def test_inside_windows_stay_on_the_grid_and_cover_their_chunk(length, segment, overlap, delays):
+    for c in plan_chunks(length, segment, overlap, delays, inside=True):
+        origin, end = -delays[c.grid], length
+        assert origin <= c.window_start and c.window_start + c.window_length <= end
+        assert c.window_length == min(segment, end - origin)
+        assert c.window_start <= c.start and c.start + c.length <= c.window_start + c.window_length
+
+
+@settings(max_examples=40, deadline=None)
+@given(length=st.integers(1, 6000), segment=st.integers(8, 3000), overlap=st.floats(0.0, 0.95),
+       shifts=st.integers(0, 2), batch=st.integers(1, 3))
+def test_identity_reconstructs_with_inside_windows(length, segment, overlap, shifts, batch):
+    x = np.random.default_rng(length).standard_normal((2, length)).astype(np.float32)
+    model = Identity(segment=segment)
+    model.variable_length = True
+    y = apply_model(model, x, overlap=overlap, shifts=shifts, batch_size=batch)
+    assert np.abs(y - x[None]).max() <= 1e-6
+
+
+def test_variable_length_model_never_hears_padding():
+    x = np.random.default_rng(3).standard_normal((2, 700)).astype(np.float32)
+    fixed, free = Nonlinear(segment=1000), VariableNonlinear(segment=1000)
+    # a track shorter than the segment: one window, the track itself, exactly the model's output
+    y = apply_model(free, x)
+    assert free.window_lengths == [700]
+    assert np.allclose(y, free(torch.from_numpy(x)[None])[0].numpy(), atol=1e-6)
+    # a model without the attribute still gets a segment-long window padded with silence
+    assert not np.allclose(apply_model(fixed, x), y, atol=1e-3)
+    # longer tracks: every window is a full segment of the track (the last moved back to its end)
+    free.window_lengths.clear()
+    apply_model(free, np.random.default_rng(4).standard_normal((2, 2600)).astype(np.float32), batch_size=2)
+    assert free.window_lengths and set(free.window_lengths) == {1000}
+
+
+def test_shifted_short_track_mixes_window_lengths_in_batches():
+    x = np.random.default_rng(5).standard_normal((2, 900)).astype(np.float32)
+    models = [VariableNonlinear(segment=1000) for _ in range(2)]
+    for m in models:
+        m.samplerate = 400  # shifts of up to 200 samples: delayed grids of 900 to 1100 samples
+    y1 = apply_model(models[0], x, shifts=3, seed=1, batch_size=1)
+    y3 = apply_model(models[1], x, shifts=3, seed=1, batch_size=3)
+    assert set(models[0].window_lengths) == {994, 1000}  # delays 94, 102, 151
+    assert np.allclose(y1, y3, atol=1e-6)

@@ -185,6 +185,22 @@ def test_masknet_ensemble_is_the_mean_of_its_members_over_one_stft(tmp_path):
         ens(torch.randn(1, 1, 100))
 
 
+def test_masknets_separate_a_short_track_in_one_window_of_its_own_length():
+    """A masknet (or ensemble) is never fed silence past a track's end: a track shorter than the
+    segment is separated exactly as the model's own forward pass over the whole track."""
+    from unbake.engine import apply_model
+    from unbake.models.masknet import MaskNetEnsemble, from_reference_kwargs
+
+    torch.manual_seed(1)
+    single = from_reference_kwargs({**TINY_MODEL, "samplerate": SR}).eval()
+    ens = MaskNetEnsemble([single, from_reference_kwargs({**TINY_MODEL, "samplerate": SR})]).eval()
+    mix = torch.randn(2, single.segment_samples * 2 // 3)
+    for model in (single, ens):
+        with torch.no_grad():
+            direct = model(mix[None])[0]
+        torch.testing.assert_close(apply_model(model, mix), direct, atol=1e-5, rtol=1e-4)
+
+
 # ------------------------------------------------------------------ training
 
 

@@ -3,6 +3,7 @@ progress. Knows the model only through the contract in :mod:`unbake.models.base`
 
 from __future__ import annotations
 
+import itertools
 import logging
 from typing import Callable, Iterator
 
@@ -82,7 +83,7 @@ def iter_separate(model, source, *, segment_samples: int | None = None, overlap:
     keep_freed_memory()
     seg = segment_for(model, segment_samples)
     delays = shift_offsets(shifts, int(0.5 * model.samplerate), seed)
-    chunks = plan_chunks(source.length, seg, overlap, delays)
+    chunks = plan_chunks(source.length, seg, overlap, delays, inside=bool(getattr(model, "variable_length", False)))
     n_stems = len(model.sources)
     ola = OverlapAdd(source.length, seg, n_stems, source.channels, delays)
     src = NormalizedSource(source, *normalize) if normalize else source
@@ -96,8 +97,12 @@ def iter_separate(model, source, *, segment_samples: int | None = None, overlap:
     if runner is model:
         runner = for_precision(model, prec)
     try:
-        for i in range(0, len(chunks), max(1, batch_size)):
+        i = 0
+        while i < len(chunks):
             batch = chunks[i:i + max(1, batch_size)]
+            # one call takes windows of one length (they differ only for variable-length models
+            # on grids shorter than a segment, as with test-time shifts of a short track)
+            batch = list(itertools.takewhile(lambda c: c.window_length == batch[0].window_length, batch))
             x = np.stack([src.read(c.window_start, c.window_start + c.window_length) for c in batch])
             xt = torch.from_numpy(x).to(dev)
             with torch.inference_mode(), autocast(prec, dev):
@@ -112,8 +117,9 @@ def iter_separate(model, source, *, segment_samples: int | None = None, overlap:
                 block = block * np.float32(normalize[1]) + np.float32(normalize[0])
             if block.shape[-1]:
                 yield block
+            i += len(batch)
             if progress is not None:
-                progress(min(i + len(batch), len(chunks)), len(chunks))
+                progress(min(i, len(chunks)), len(chunks))
     finally:
         if was_training and hasattr(model, "train"):
             model.train()

@@ -41,8 +41,17 @@ class Chunk:
     window_length: int
 
 
-def plan_chunks(length: int, segment: int, overlap: float, delays: list[int]) -> list[Chunk]:
-    """Every chunk of every grid, ordered by start. Grid ``g`` covers ``[-delays[g], length)``."""
+def plan_chunks(length: int, segment: int, overlap: float, delays: list[int],
+                inside: bool = False) -> list[Chunk]:
+    """Every chunk of every grid, ordered by start. Grid ``g`` covers ``[-delays[g], length)``.
+
+    A chunk shorter than ``segment`` (the last one, or a track shorter than a segment) gets a
+    window of ``segment`` samples centred on it, padded with silence past the ends of the grid.
+    With ``inside`` (models that separate windows of any length as well) no window reaches past
+    the grid: a grid shorter than ``segment`` is one window of its own length, and a short last
+    chunk's window is moved back to end where the grid ends, so the model hears music, not
+    silence, around it.
+    """
     if segment <= 0:
         raise ValueError("segment must be positive")
     if not 0.0 <= overlap < 1.0:
@@ -56,7 +65,12 @@ def plan_chunks(length: int, segment: int, overlap: float, delays: list[int]) ->
             clen = min(segment, span - off)
             start = origin + off
             delta = segment - clen
-            chunks.append(Chunk(g, start, clen, start - delta // 2, segment))
+            if inside:
+                wlen = min(segment, span)
+                wstart = min(max(start - delta // 2, origin), origin + span - wlen)
+                chunks.append(Chunk(g, start, clen, wstart, wlen))
+            else:
+                chunks.append(Chunk(g, start, clen, start - delta // 2, segment))
     chunks.sort(key=lambda c: (c.start, c.grid))
     return chunks
 

@@ -39,6 +39,11 @@ class SeparationModel(Protocol):
     ``new_keys`` are the new ones, and the model sets them so that its output starts equal to the
     trained model's. See :class:`~unbake.models.masknet.MaskNet`.
 
+    Optional: ``variable_length``, true when the model separates a window of any length as well
+    as one of ``segment_samples``; the engine then never pads a window with silence past the
+    track's ends (a short track is one window of its own length, the last window ends at the
+    track's end: :func:`~unbake.engine.overlap_add.plan_chunks`'s ``inside``).
+
     Optional: ``int8_float_modules``, names of submodules that ``precision="int8"`` leaves in
     float32 (parts where quantisation error accumulates, e.g. a deep residual stack).
     """

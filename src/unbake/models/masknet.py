@@ -89,6 +89,10 @@ class MaskNet(nn.Module):
 
     track_normalize = False
     max_segment_samples = None
+    # trained on excerpts cut anywhere in tracks and made of convolutions over time only: a
+    # window of any length separates as well, and silence padded past a track's end costs
+    # quality near it (the engine's ``inside`` windows; model card, "Speed and memory")
+    variable_length = True
     # int8: the residual blocks stay float32. Each block's int8 projection adds its rounding to the
     # running sum, and the shipped weights lost up to 1.5 dB of SNR to float32 there (28.5 dB on
     # the example song, "other"), against 39-42 dB with the blocks kept (encode/decode still int8)
@@ -239,6 +243,7 @@ class MaskNetEnsemble(nn.Module):
 
     track_normalize = False
     max_segment_samples = None
+    variable_length = True
 
     def __init__(self, members: list[MaskNet]) -> None:
         super().__init__()
