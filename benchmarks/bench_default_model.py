@@ -2,7 +2,7 @@
 
     PYTHONPATH=src python benchmarks/bench_default_model.py [--model unbake_small] [--seconds 60]
         [--threads N] [--data ../shared/data/musdb18-7s/train] [--valid-every 9] [--valid-count 10]
-        [--memory-minutes 1 5] [--cv runs/cv/fold*_synth [--cv-against runs/cv/fold*_real] [--cv-only]]
+        [--memory-minutes 1 5] [--level-db -12 6] [--cv runs/cv/fold*_synth [--cv-against runs/cv/fold*_real] [--cv-only]]
 
 Speed: times ``unbake.separate`` on a ``--seconds`` long stereo input (the validation mixtures
 played one after the other, repeated) and prints how many times faster than real time it ran.
@@ -33,12 +33,13 @@ import torch
 DEFAULT_DATA = str(Path(__file__).resolve().parents[2] / "shared" / "data" / "musdb18-7s" / "train")
 
 
-def valid_tracks(data: Path, every: int, count: int, samplerate: int, sources: tuple[str, ...], cache_dir: Path):
+def valid_tracks(data: Path, every: int, count: int, samplerate: int, sources: tuple[str, ...], cache_dir: Path,
+                 side: str = "valid"):
     from unbake.data.cache import AudioCache
     from unbake.data.datasets import find_tracks, load_tracks, split_tracks
 
-    _, valid = split_tracks(find_tracks(data), every, count)
-    return load_tracks(valid, sources, samplerate, AudioCache(cache_dir))
+    train, valid = split_tracks(find_tracks(data), every, count)
+    return load_tracks(valid if side == "valid" else train, sources, samplerate, AudioCache(cache_dir))
 
 
 def speed(model, mix: np.ndarray, samplerate: int) -> float:
@@ -150,6 +151,15 @@ def main() -> None:
     ap.add_argument("--cv-against", nargs="*", default=[],
                     help="the other arm's run folders: paired per-fold differences (--cv minus these)")
     ap.add_argument("--cv-only", action="store_true", help="only the cross-validation summary")
+    ap.add_argument("--training-side", action="store_true",
+                    help="measure on the training side of the split instead: tracks the shipped model "
+                         "was trained on, for checking the direction of an inference change only")
+    ap.add_argument("--padded-windows", action="store_true",
+                    help="run the model in windows padded with silence past the track's ends, as "
+                         "models without `variable_length` are (for comparing the two)")
+    ap.add_argument("--level-db", type=float, nargs="*", default=[],
+                    help="also the mean uSDR with the validation tracks played this many dB louder "
+                         "(negative: quieter); a model that takes the level as given drifts with it")
     ap.add_argument("--json", help="also write the validation figures, unrounded, to this JSON file "
                                    "(for comparing two models closer than the printed 0.01 dB)")
     args = ap.parse_args()
@@ -166,6 +176,8 @@ def main() -> None:
     from unbake.train.loop import evaluate
 
     model = load_model(args.model).eval()
+    if args.padded_windows:
+        model.variable_length = False
     sr = model.samplerate
     params = sum(p.numel() for p in model.parameters())
     print(f"CPU: {cpu_description()}")
@@ -174,7 +186,8 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory(prefix="unbake-bench-") as tmp:
         data = Path(args.data)
-        tracks = valid_tracks(data, args.valid_every, args.valid_count, sr, tuple(model.sources), Path(tmp)) \
+        tracks = valid_tracks(data, args.valid_every, args.valid_count, sr, tuple(model.sources), Path(tmp),
+                              "train" if args.training_side else "valid") \
             if data.is_dir() else []
         n = int(args.seconds * sr)
         if tracks:
@@ -193,16 +206,25 @@ def main() -> None:
         center_vocals = float(np.mean([
             usdr(np.asarray(t.stems[list(model.sources).index("vocals")]), apply_model(center, t.mix())[vi])
             for t in tracks]))
-    print(f"validation: {len(tracks)} tracks ({', '.join(t.name for t in tracks)})")
+        levels = {}
+        for db in args.level_db:
+            g = np.float32(10 ** (db / 20))
+            levels[db] = float(np.mean([
+                np.mean([usdr(np.asarray(ref) * g, est) for ref, est in zip(t.stems, apply_model(model, t.mix() * g))])
+                for t in tracks]))
+    print(f"{'training side (heard in training)' if args.training_side else 'validation'}: {len(tracks)} tracks ({', '.join(t.name for t in tracks)})")
     print(f"{'stem':8s} {'uSDR dB':>8s} {'floor dB':>9s} {'gain dB':>8s}")
     for s in model.sources:
         print(f"{s:8s} {res['stems'][s]:8.2f} {res['floor'][s]:9.2f} {res['stems'][s] - res['floor'][s]:8.2f}")
     print(f"{'mean':8s} {res['mean']:8.2f} {res['floor_mean']:9.2f} {res['mean'] - res['floor_mean']:8.2f}")
     print(f"center baseline vocals uSDR: {center_vocals:.2f} dB")
+    for db, value in levels.items():
+        print(f"tracks played {db:+g} dB: mean uSDR {value:.2f} dB")
     if args.json:
         figures = {"model": args.model, "cpu": cpu_description(), "tracks": [t.name for t in tracks],
                    "stems": res["stems"], "mean": res["mean"], "floor": res["floor"],
-                   "center_vocals": center_vocals, "speed_x_realtime": x_rt}
+                   "center_vocals": center_vocals, "speed_x_realtime": x_rt,
+                   "level_db": {f"{db:g}": v for db, v in levels.items()}}
         Path(args.json).write_text(json.dumps(figures, indent=2) + "\n")
     if args.memory_minutes:
         peak_memory(args.model, args.memory_minutes)

@@ -102,6 +102,10 @@ def main() -> None:
     ap.add_argument("--int8", action="store_true",
                     help="store the large weight tensors as int8 with per-row scales (half the size of "
                          "float16; the model still computes in float32)")
+    ap.add_argument("--input-rms", type=float, default=None,
+                    help="masknets: the level (RMS) each window is brought to before the network hears "
+                         "it, in every member (0: the level as given; default: as in the states); "
+                         "tools/training_level.py prints the level a recipe trained at")
     args = ap.parse_args()
     if args.float32 and args.int8:
         ap.error("--float32 and --int8 exclude each other")
@@ -116,6 +120,12 @@ def main() -> None:
     states = [read_state_or_checkpoint(p) for p in args.state]
     state = (average_states(states) if args.average else ensemble_state(states) if args.ensemble
              else states[0])
+    if args.input_rms is not None:
+        if state["architecture"] != "masknet":
+            ap.error(f"--input-rms is a masknet setting, not one of {state['architecture']}")
+        cfg_ = state["model_config"]
+        members = [{**m, "input_rms": args.input_rms} for m in cfg_.get("members", [cfg_])]
+        state = {**state, "model_config": {"members": members} if "members" in cfg_ else members[0]}
     model = model_from_config(state["architecture"], state["model_config"])
     load_state_strict(model, state["model"], args.state[-1])
     cfg = state["config"]
@@ -123,6 +133,8 @@ def main() -> None:
     if cfg is not None:
         meta.update(init_from=cfg.get("init_from"), train_segment_s=cfg["data"]["segment_s"],
                     augment=cfg["augment"], optim=cfg["optim"])
+    if args.input_rms is not None:
+        meta["input_rms"] = args.input_rms
     if args.ensemble:
         meta["member_files"] = [Path(p).name for p in args.state]
     if args.average:

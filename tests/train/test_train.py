@@ -201,6 +201,43 @@ def test_masknets_separate_a_short_track_in_one_window_of_its_own_length():
         torch.testing.assert_close(apply_model(model, mix), direct, atol=1e-5, rtol=1e-4)
 
 
+def test_masknet_input_rms_makes_separation_independent_of_the_input_level(tmp_path):
+    """With ``input_rms`` the network hears every window at one level: a mixture played 12 dB
+    louder gives stems exactly 12 dB louder (without it, the log-magnitude features change and so
+    do the masks); the stems still sum to the mixture; the setting travels with the checkpoint and
+    ensemble members must agree on it."""
+    from unbake import load_model
+    from unbake.hub.checkpoint import save_checkpoint
+    from unbake.models.masknet import MaskNetEnsemble, from_reference_kwargs
+
+    torch.manual_seed(2)
+    plain = from_reference_kwargs({**TINY_MODEL, "samplerate": SR}).eval()
+    levelled = from_reference_kwargs({**TINY_MODEL, "samplerate": SR, "input_rms": 0.1}).eval()
+    levelled.load_state_dict(plain.state_dict())
+    mix = 0.05 * torch.randn(2, 2, 3000)
+    loud = 4.0 * mix
+    with torch.no_grad():
+        a, b = levelled(mix), levelled(loud)
+        torch.testing.assert_close(b, 4.0 * a, atol=1e-5, rtol=1e-4)
+        assert not torch.allclose(plain(loud), 4.0 * plain(mix), atol=1e-3)
+        # the gain is exactly the one that brings the mixture to 0.1 RMS
+        scaled = mix * (0.1 / mix.pow(2).mean(dim=(1, 2), keepdim=True).sqrt())
+        torch.testing.assert_close(a, plain(scaled) * (mix.pow(2).mean(dim=(1, 2), keepdim=True).sqrt() / 0.1)[:, None],
+                                   atol=1e-5, rtol=1e-4)
+        torch.testing.assert_close(a.sum(dim=1), mix, atol=1e-5, rtol=1e-4)
+        silent = levelled(torch.zeros(1, 2, 3000))
+    assert torch.isfinite(silent).all() and silent.abs().max() == 0
+    ens = MaskNetEnsemble([levelled, levelled]).eval()
+    path = save_checkpoint(ens, tmp_path / "e.pt", architecture="masknet", config=ens.config.to_dict())
+    again = load_model(str(path))
+    with torch.no_grad():
+        torch.testing.assert_close(again(loud), b, atol=1e-5, rtol=1e-4)
+    with pytest.raises(ModelError, match="input_rms"):
+        MaskNetEnsemble([levelled, plain])
+    with pytest.raises(ModelError, match="input_rms"):
+        from_reference_kwargs({**TINY_MODEL, "input_rms": -1.0})
+
+
 # ------------------------------------------------------------------ training
 
 

@@ -76,6 +76,7 @@ SETTING_RANGES: dict[str, dict[str, Number]] = {
         "n_fft": Number(16, 65536, **_INT), "hop_length": Number(1, 65536, **_INT), "hidden": Number(1, 4096, **_INT),
         "depth": Number(1, 64, **_INT), "kernel_size": Number(1, 64, **_INT), "full_res_bins": Number(0, 32769, **_INT),
         "high_group": Number(1, 1024, **_INT), "segment_s": Number(0.01, 3600.0),
+        "input_rms": Number(0.0, 1.0),
     },
 }
 # a fraction as text: "39/5", "7.8", "78e-1"; anything longer is refused before Fraction parses

@@ -42,6 +42,11 @@ class MaskNetConfig:
     # hidden size per direction of a residual bidirectional LSTM after the convolutions (0: none);
     # it sees the whole chunk, where the convolutions see 127 frames
     rnn_hidden: int = 0
+    # the level the network hears: each window's mixture is scaled to this RMS (over channels and
+    # samples) before the features are taken, and the masks are applied to the mixture as given;
+    # 0: as given. Separation depends on the input level through the log-magnitude features, and
+    # music is mastered at levels a model trained on remixed stems rarely saw (model card, "Windows and level")
+    input_rms: float = 0.0
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -91,7 +96,7 @@ class MaskNet(nn.Module):
     max_segment_samples = None
     # trained on excerpts cut anywhere in tracks and made of convolutions over time only: a
     # window of any length separates as well, and silence padded past a track's end costs
-    # quality near it (the engine's ``inside`` windows; model card, "Speed and memory")
+    # quality near it (the engine's ``inside`` windows; model card, "Windows and level")
     variable_length = True
     # int8: the residual blocks stay float32. Each block's int8 projection adds its rounding to the
     # running sum, and the shipped weights lost up to 1.5 dB of SNR to float32 there (28.5 dB on
@@ -111,6 +116,8 @@ class MaskNet(nn.Module):
         self.n_bins = cfg.n_fft // 2 + 1
         if not 0 < cfg.full_res_bins <= self.n_bins or cfg.high_group < 1:
             raise ModelError("masknet needs 0 < full_res_bins <= n_fft // 2 + 1 and high_group >= 1")
+        if not 0.0 <= cfg.input_rms <= 1.0:
+            raise ModelError(f"masknet input_rms must be in [0, 1] (0: the level as given), got {cfg.input_rms}")
         self.n_high = self.n_bins - cfg.full_res_bins
         self.n_groups = -(-self.n_high // cfg.high_group)
         c, s, d = self.audio_channels, len(self.sources), cfg.hidden
@@ -174,10 +181,21 @@ class MaskNet(nn.Module):
         """How the bins are grouped: members of an ensemble that agree share their features."""
         return self.config.full_res_bins, self.config.high_group
 
-    def features(self, spec: torch.Tensor) -> torch.Tensor:
-        """complex ``(b, c, f, n)`` -> the network's input ``(b, c, f', n)``: log magnitudes,
-        the high bins averaged in groups."""
-        return self._compress(torch.log1p(spec.abs()))
+    def level_gain(self, mix: torch.Tensor) -> torch.Tensor | None:
+        """``(b, c, t)`` -> the gain ``(b, 1, 1, 1)`` that brings each item to ``input_rms``, or
+        None when the model takes the level as given."""
+        target = self.config.input_rms
+        if not target:
+            return None
+        rms = mix.float().pow(2).mean(dim=(1, 2)).sqrt()
+        # silence stays silence: the gain of a (near-)silent window is capped at +120 dB
+        return (target / rms.clamp_min(target * 1e-6))[:, None, None, None]
+
+    def features(self, spec: torch.Tensor, gain: torch.Tensor | None = None) -> torch.Tensor:
+        """complex ``(b, c, f, n)`` -> the network's input ``(b, c, f', n)``: log magnitudes
+        (of the spectrogram times ``gain``, see :meth:`level_gain`), the high bins averaged in groups."""
+        mag = spec.abs() if gain is None else spec.abs() * gain
+        return self._compress(torch.log1p(mag))
 
     def logits(self, x: torch.Tensor) -> torch.Tensor:
         """features ``(b, c, f', n)`` -> mask logits ``(b, s, c, f', n)`` over the compressed bins."""
@@ -196,9 +214,9 @@ class MaskNet(nn.Module):
         """features -> masks over the compressed bins ``(b, s, c, f', n)``, summing to one over ``s``."""
         return torch.softmax(self.logits(x), dim=1)
 
-    def masks(self, spec: torch.Tensor) -> torch.Tensor:
+    def masks(self, spec: torch.Tensor, gain: torch.Tensor | None = None) -> torch.Tensor:
         """complex ``(b, c, f, n)`` -> masks ``(b, s, c, f, n)`` summing to one over ``s``."""
-        return self._expand(self.probabilities(self.features(spec)))
+        return self._expand(self.probabilities(self.features(spec, gain)))
 
     def check_input(self, mix: torch.Tensor) -> None:
         if mix.dim() != 3 or mix.shape[1] != self.audio_channels:
@@ -214,11 +232,11 @@ class MaskNet(nn.Module):
     def forward(self, mix: torch.Tensor) -> torch.Tensor:
         self.check_input(mix)
         spec = self.spectrogram(mix)
-        return self.waveforms(self.masks(spec) * spec[:, None], mix.shape[-1])
+        return self.waveforms(self.masks(spec, self.level_gain(mix)) * spec[:, None], mix.shape[-1])
 
 
 # what the members of an ensemble must share: one STFT of the mixture serves them all
-_SHARED = ("sources", "samplerate", "audio_channels", "n_fft", "hop_length", "segment_s")
+_SHARED = ("sources", "samplerate", "audio_channels", "n_fft", "hop_length", "segment_s", "input_rms")
 MAX_MEMBERS = 16
 
 
@@ -268,6 +286,7 @@ class MaskNetEnsemble(nn.Module):
         lead = self.members[0]
         lead.check_input(mix)
         spec = lead.spectrogram(mix)
+        gain = lead.level_gain(mix)
         # members that group the bins alike share their input features and add their masks
         # before the expansion back to every bin (a repetition, so linear): one of each per group
         groups: dict[tuple[int, int], list[MaskNet]] = {}
@@ -275,7 +294,7 @@ class MaskNetEnsemble(nn.Module):
             groups.setdefault(member.compression, []).append(member)
         masks = None
         for group in groups.values():
-            x = group[0].features(spec)
+            x = group[0].features(spec, gain)
             summed = group[0].probabilities(x)
             for member in group[1:]:
                 summed = summed + member.probabilities(x)
