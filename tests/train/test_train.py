@@ -4,6 +4,7 @@ the CLI."""
 
 from __future__ import annotations
 
+import math
 import os
 import signal
 import subprocess
@@ -689,6 +690,34 @@ def test_export_state_tool_writes_a_loadable_checkpoint(tmp_path):
     for member, single in zip(ens.members, [*ckpts, mean]):
         assert_same_weights(weights(member), {k: v.float() for k, v in weights(unbake.load_model(str(single))).items()})
     assert read_blob(trio)["meta"]["member_files"] == ["pair.pt", "mean.pt"]
+    # --input-rms sets the level in every member and nothing else
+    levelled = tmp_path / "levelled.pt"
+    proc = subprocess.run([sys.executable, str(REPO / "tools" / "export_state.py"), str(trio), str(levelled),
+                           "--input-rms", "0.1", "--selection", "levelled", "--float32"], env=_cli_env(),
+                          capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    again = unbake.load_model(str(levelled))
+    assert [m.config.input_rms for m in again.members] == [0.1] * 3 and read_blob(levelled)["meta"]["input_rms"] == 0.1
+    assert_same_weights(weights(again), weights(ens))
+
+
+def test_training_level_tool_reports_the_samplers_level(tmp_path):
+    """The level a recipe trains at: quieter stems (the config's gains) give quieter mixtures."""
+    import yaml
+
+    figures = {}
+    for name, gains in (("quiet", [-12, -12]), ("loud", [0, 0])):
+        cfg = tmp_path / f"{name}.yaml"
+        cfg.write_text(yaml.safe_dump(tiny_config(tmp_path, augment__gain_db=gains, augment__remix_p=0.0,
+                                                  out_dir=str(tmp_path / name))))
+        proc = subprocess.run([sys.executable, str(REPO / "tools" / "training_level.py"), str(cfg), "--batches", "20"],
+                              env=_cli_env(), capture_output=True, text=True)
+        assert proc.returncode == 0, proc.stderr
+        line = next(x for x in proc.stdout.splitlines() if x.startswith("sampler mixtures"))
+        figures[name] = float(line.split("median ")[1].split()[0])
+        tracks = next(x for x in proc.stdout.splitlines() if x.startswith("training tracks"))
+        assert "n=3" in tracks
+    assert abs(20 * math.log10(figures["loud"] / figures["quiet"]) - 12) < 0.5
 
 
 def test_a_killed_runs_half_written_files_are_swept(tmp_path):
