@@ -112,6 +112,15 @@ def test_tempo_of_known_patterns(make, bpm):
     assert np.median(np.abs(phase)) * 60 / bpm < 0.03
 
 
+def test_analysis_without_curve_and_downbeats_gives_the_same_tempo_beats_and_key():
+    loop = drum_loop(120, 8.0)
+    x = loop + 0.3 * np.resize(progression(57, True), loop.shape)
+    full, lean = analyze(x, SR), analyze(x, SR, full=False)
+    assert (lean.bpm, lean.beats_s, lean.key, lean.key_confidence) == (full.bpm, full.beats_s, full.key, full.key_confidence)
+    assert full.tempo_curve and full.downbeats_s
+    assert lean.tempo_curve == () and lean.downbeats_s == ()
+
+
 def test_tempo_prior_resolves_octave():
     # a click every 0.5 s is 120 BPM or 60 BPM; the prior picks the level nearer 120, a prior at
     # 60 with a range that excludes 120 gives 60

@@ -336,11 +336,12 @@ def key_from_chroma(profile: np.ndarray) -> tuple[Key, float, dict[str, float]]:
 
 def analyze(audio: np.ndarray, sample_rate: int, *, prior_bpm: float = 120.0,
             bpm_range: tuple[float, float] = (60.0, 200.0),
-            key_audio: np.ndarray | None = None) -> Analysis:
+            key_audio: np.ndarray | None = None, full: bool = True) -> Analysis:
     """Tempo, beats and key of ``audio (c, t)`` (or mono ``(t,)``) at ``sample_rate``.
 
     ``key_audio`` (same rate) is analysed for the key instead of ``audio`` when given: the
-    pitched stems of a song without its drums give a cleaner chroma.
+    pitched stems of a song without its drums give a cleaner chroma. ``full=False`` leaves out
+    the tempo curve and the downbeats (empty in the result), for callers that need neither.
     """
     mono = to_mono_analysis_rate(audio, sample_rate)
     if not np.any(np.abs(mono) > 1e-6):
@@ -348,8 +349,11 @@ def analyze(audio: np.ndarray, sample_rate: int, *, prior_bpm: float = 120.0,
     bpm, beats = estimate_tempo(mono, prior_bpm=prior_bpm, bpm_range=bpm_range)
     kmono = mono if key_audio is None else to_mono_analysis_rate(key_audio, sample_rate)
     key, conf, scores = estimate_key(kmono)
-    _, curve = track_beats(mono, prior_bpm=prior_bpm)
-    down = downbeats(mono, beats) if len(beats) else np.zeros(0)
+    curve: list[tuple[float, float]] = []
+    down = np.zeros(0)
+    if full:
+        _, curve = track_beats(mono, prior_bpm=prior_bpm)
+        down = downbeats(mono, beats) if len(beats) else down
     return Analysis(bpm=bpm, beats_s=tuple(float(b) for b in beats), key=key, key_confidence=conf,
                     duration_s=len(mono) / ANALYSIS_RATE_HZ, key_scores=scores, tempo_curve=tuple(curve),
                     downbeats_s=tuple(float(b) for b in down))
@@ -366,7 +370,7 @@ def pitched_mix(stems: Mapping[str, np.ndarray]) -> np.ndarray | None:
 
 
 def analyze_stems(stems: Mapping[str, np.ndarray], sample_rate: int, *, prior_bpm: float = 120.0,
-                  bpm_range: tuple[float, float] = (60.0, 200.0)) -> Analysis:
+                  bpm_range: tuple[float, float] = (60.0, 200.0), full: bool = True) -> Analysis:
     """Tempo and beats of the whole song (its ``mixture`` stream, else the sum of its stems) and
     its key from the pitched stems (:func:`pitched_mix`). Every front end that analyses stems
     goes through here, so one song gets one answer."""
@@ -374,7 +378,8 @@ def analyze_stems(stems: Mapping[str, np.ndarray], sample_rate: int, *, prior_bp
         mix = stems["mixture"]
     else:
         mix = np.sum(list(stems.values()), axis=0, dtype=np.float64).astype(np.float32)
-    return analyze(mix, sample_rate, prior_bpm=prior_bpm, bpm_range=bpm_range, key_audio=pitched_mix(stems))
+    return analyze(mix, sample_rate, prior_bpm=prior_bpm, bpm_range=bpm_range, key_audio=pitched_mix(stems),
+                   full=full)
 
 
 def analyze_file(path, *, prior_bpm: float = 120.0, bpm_range: tuple[float, float] = (60.0, 200.0)) -> Analysis:

@@ -7,6 +7,8 @@ import contextlib
 import functools
 import inspect
 import json
+import os
+import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable, List, Optional
@@ -136,6 +138,12 @@ def separate(
         analyzer = _analyzer(sep.tag)
         if analyzer is not None:  # before the model loads: see TagWorker
             from ..transcribe.timing import TagWorker
+
+            if "torch" not in sys.modules:
+                # the worker shares the two cores with the separation while it starts: torch's
+                # OpenMP threads then sleep when they wait instead of spinning on a core the worker
+                # needs (read when torch loads, so only before that; model card, "Speed and memory")
+                os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
             analyzer = stack.enter_context(TagWorker())
         chosen = chosen_model(sep)

@@ -187,7 +187,8 @@ def tags_from_stems(stems: Mapping[str, np.ndarray], sample_rate: int, *, offset
     if frames < MIN_ANALYSIS_S * sample_rate:
         raise InvalidAudioError(f"{frames / sample_rate:.1f} s is too short for tempo and key "
                                 f"(at least {MIN_ANALYSIS_S:g} s)")
-    a = analyze_stems(stems, sample_rate)
+    # the tags take the tempo, beats and key; the bars come from downbeat_phase below
+    a = analyze_stems(stems, sample_rate, full=False)
     mix = stems["mixture"] if "mixture" in stems else np.sum([np.asarray(v) for v in stems.values()], axis=0)
     excerpt_s = a.duration_s
     duration_s = float(duration_s if duration_s is not None else offset_s + excerpt_s)
