@@ -229,10 +229,19 @@ class MaskNet(nn.Module):
                           self.config.hop_length, window=self.window, center=True, length=length)
         return wav.reshape(b, s, c, length)
 
+    def padded(self, mix: torch.Tensor) -> torch.Tensor:
+        """``mix`` with silence appended up to the shortest input the centred STFT takes (its
+        reflection padding needs more than ``n_fft // 2`` samples); the caller trims the output."""
+        short = self.config.n_fft // 2 + 1 - mix.shape[-1]
+        return F.pad(mix, (0, short)) if short > 0 else mix
+
     def forward(self, mix: torch.Tensor) -> torch.Tensor:
         self.check_input(mix)
+        length = mix.shape[-1]
+        gain = self.level_gain(mix)
+        mix = self.padded(mix)
         spec = self.spectrogram(mix)
-        return self.waveforms(self.masks(spec, self.level_gain(mix)) * spec[:, None], mix.shape[-1])
+        return self.waveforms(self.masks(spec, gain) * spec[:, None], mix.shape[-1])[..., :length]
 
 
 # what the members of an ensemble must share: one STFT of the mixture serves them all
@@ -285,8 +294,10 @@ class MaskNetEnsemble(nn.Module):
     def forward(self, mix: torch.Tensor) -> torch.Tensor:
         lead = self.members[0]
         lead.check_input(mix)
-        spec = lead.spectrogram(mix)
+        length = mix.shape[-1]
         gain = lead.level_gain(mix)
+        mix = lead.padded(mix)
+        spec = lead.spectrogram(mix)
         # members that group the bins alike share their input features and add their masks
         # before the expansion back to every bin (a repetition, so linear): one of each per group
         groups: dict[tuple[int, int], list[MaskNet]] = {}
@@ -300,7 +311,7 @@ class MaskNetEnsemble(nn.Module):
                 summed = summed + member.probabilities(x)
             expanded = group[0]._expand(summed)
             masks = expanded if masks is None else masks + expanded
-        return lead.waveforms(masks * (spec[:, None] / len(self.members)), mix.shape[-1])
+        return lead.waveforms(masks * (spec[:, None] / len(self.members)), mix.shape[-1])[..., :length]
 
 
 def _config(kwargs: dict) -> MaskNetConfig:
