@@ -796,9 +796,9 @@ def test_pack_then_train_within_a_time_budget_without_pyav(tmp_path):
     else:  # a loaded machine ran slower than calibrated: the deadline stopped it, and it says so
         assert "(deadline)" in proc.stderr, proc.stderr
         assert not record["complete"] and 0 < record["steps_done"] < record["steps"]
-        record["steps"] = record["steps_done"]
+    # the schedule is the calibrated one either way; the checkpoint is the last step done
     assert record["calibration_steps"] == 40 and record["config"]["optim"]["steps"] == record["steps"]
-    assert read_blob(export)["meta"]["step"] == record["steps"]
+    assert read_blob(export)["meta"]["step"] == record["steps_done"]
     assert unbake.load_model(str(export)).sources == ("drums", "bass", "other", "vocals")
     lines = (tmp_path / "out" / "model_train_log.csv").read_text().splitlines()
     assert lines[-1].split(",")[0] == str(record["steps"])
