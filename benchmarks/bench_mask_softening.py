@@ -28,7 +28,7 @@ def softened(model, temperature: float):
     """``model`` with each member's masks computed from logits / ``temperature`` (same weights)."""
     members = getattr(model, "members", [model])
     for m in members:
-        m.probabilities = lambda x, m=m: torch.softmax(m.logits(x) / temperature, dim=1)
+        m.frame_probabilities = lambda xt, m=m: torch.softmax(m.frame_logits(xt) / temperature, dim=2)
     return model
 
 

@@ -160,10 +160,10 @@ class MaskNet(nn.Module):
         return torch.cat([lo, hi], dim=2)
 
     def _expand(self, m: torch.Tensor) -> torch.Tensor:
-        """``(..., f', n)`` -> ``(..., f, n)``: each group's value repeated over its bins."""
+        """``(..., f')`` -> ``(..., f)``: each group's value repeated over its bins."""
         k = self.config.full_res_bins
-        hi = m[..., k:, :].repeat_interleave(self.config.high_group, dim=-2)[..., :self.n_high, :]
-        return torch.cat([m[..., :k, :], hi], dim=-2)
+        hi = m[..., k:].repeat_interleave(self.config.high_group, dim=-1)[..., :self.n_high]
+        return torch.cat([m[..., :k], hi], dim=-1)
 
     def start_grown(self, new_keys: set[str]) -> None:
         """After growing from a trained masknet (``depth`` raised, an RNN added): each new temporal
@@ -197,26 +197,50 @@ class MaskNet(nn.Module):
         mag = spec.abs() if gain is None else spec.abs() * gain
         return self._compress(torch.log1p(mag))
 
-    def logits(self, x: torch.Tensor) -> torch.Tensor:
-        """features ``(b, c, f', n)`` -> mask logits ``(b, s, c, f', n)`` over the compressed bins."""
+    @staticmethod
+    def frames(x: torch.Tensor) -> torch.Tensor:
+        """features ``(b, c, f', n)`` -> the same values frame by frame, ``(b, n, c·f')``: the
+        layout the per-frame projections read."""
         b, c, f, n = x.shape
-        x = (x - self.in_shift[..., None]) * self.in_scale[..., None]    # (b, c, f, n)
-        h = self.encode(x.permute(0, 3, 1, 2).reshape(b, n, c * f))       # (b, n, d)
-        h = F.gelu(self.enc_norm(h))
+        return x.permute(0, 3, 1, 2).reshape(b, n, c * f)
+
+    def frame_logits(self, xt: torch.Tensor) -> torch.Tensor:
+        """features frame by frame ``(b, n, c·f')`` (:meth:`frames`) -> mask logits ``(b, n, s, c·f')``.
+
+        Everything stays in the frame layout the projections produce: the softmax over the stems
+        and an ensemble's sum of masks need no transposed copy of the (large) decoder output."""
+        b, n, _ = xt.shape
+        xt = (xt - self.in_shift.reshape(-1)) * self.in_scale.reshape(-1)  # standardised per bin
+        h = F.gelu(self.enc_norm(self.encode(xt)))  # (b, n, d)
         for block in self.blocks:
             h = block(h)
         if self.recurrent is not None:
             h = self.recurrent(h)
-        logits = self.decode(self.out_norm(h)).reshape(b, n, -1, c, f)  # (b, n, s, c, f)
-        return logits.permute(0, 2, 3, 4, 1) + self.bin_gain[None, ..., None] * x[:, None]
+        out = self.decode(self.out_norm(h)).reshape(b, n, len(self.sources), -1)
+        return torch.addcmul(out, self.bin_gain.reshape(len(self.sources), -1), xt[:, :, None])
+
+    def frame_probabilities(self, xt: torch.Tensor) -> torch.Tensor:
+        """features frame by frame -> masks ``(b, n, s, c·f')`` summing to one over ``s``."""
+        return torch.softmax(self.frame_logits(xt), dim=2)
+
+    def logits(self, x: torch.Tensor) -> torch.Tensor:
+        """features ``(b, c, f', n)`` -> mask logits ``(b, s, c, f', n)`` over the compressed bins."""
+        b, c, f, n = x.shape
+        return self.frame_logits(self.frames(x)).reshape(b, n, -1, c, f).permute(0, 2, 3, 4, 1)
 
     def probabilities(self, x: torch.Tensor) -> torch.Tensor:
         """features -> masks over the compressed bins ``(b, s, c, f', n)``, summing to one over ``s``."""
         return torch.softmax(self.logits(x), dim=1)
 
+    def expanded(self, frame_masks: torch.Tensor) -> torch.Tensor:
+        """masks frame by frame ``(b, n, s, c·f')`` -> ``(b, s, c, f, n)`` over every bin."""
+        b, n, s, _ = frame_masks.shape
+        m = self._expand(frame_masks.reshape(b, n, s, self.audio_channels, -1))
+        return m.permute(0, 2, 3, 4, 1)
+
     def masks(self, spec: torch.Tensor, gain: torch.Tensor | None = None) -> torch.Tensor:
         """complex ``(b, c, f, n)`` -> masks ``(b, s, c, f, n)`` summing to one over ``s``."""
-        return self._expand(self.probabilities(self.features(spec, gain)))
+        return self.expanded(self.frame_probabilities(self.frames(self.features(spec, gain))))
 
     def check_input(self, mix: torch.Tensor) -> None:
         if mix.dim() != 3 or mix.shape[1] != self.audio_channels:
@@ -305,11 +329,11 @@ class MaskNetEnsemble(nn.Module):
             groups.setdefault(member.compression, []).append(member)
         masks = None
         for group in groups.values():
-            x = group[0].features(spec, gain)
-            summed = group[0].probabilities(x)
+            xt = group[0].frames(group[0].features(spec, gain))
+            summed = group[0].frame_probabilities(xt)
             for member in group[1:]:
-                summed = summed + member.probabilities(x)
-            expanded = group[0]._expand(summed)
+                summed = summed + member.frame_probabilities(xt)
+            expanded = group[0].expanded(summed)
             masks = expanded if masks is None else masks + expanded
         return lead.waveforms(masks * (spec[:, None] / len(self.members)), mix.shape[-1])[..., :length]
 
