@@ -565,7 +565,9 @@ def separate_file(path: str | os.PathLike, outdir: str | os.PathLike = "separate
     ``analyzer`` (e.g. :func:`unbake.transcribe.timing.track_tags`) is called once per track
     with ``({"mixture" and each written stem: a source with .read(start, stop) and .length},
     sample_rate)`` and returns a :class:`~unbake.audio.tags.TrackTags` (or None); its BPM and
-    key go into every written file and a ``track.json`` sidecar beside them.
+    key go into every written file and a ``track.json`` sidecar beside them. An analyzer with a
+    ``prepare`` method (:class:`~unbake.transcribe.timing.TagWorker`) is first given
+    ``({"mixture": source}, sample_rate)`` before the separation starts.
 
     ``format`` (default wav), ``bit_depth``, ``mp3_bitrate``, ``filename`` (default
     :data:`DEFAULT_FILENAME`) and ``overwrite`` shape the files; None leaves the request's value.
@@ -680,6 +682,8 @@ def _write_stems(runner: Runner, track: _Track, request: SeparationRequest, targ
         slots = plan_slots(output_stems(runner, request.two_stems), request.stems_map)
         names = list(slots)
     raws = {s: RawFileWriter(workdir / f"final_{i}.f32", track.channels) for i, s in enumerate(names)}
+    if analyzer is not None and hasattr(analyzer, "prepare"):  # the mixture's half of it meanwhile
+        analyzer.prepare({"mixture": track.raw}, track.sample_rate)
     try:
         for blocks in _final_blocks(runner, track, request, progress):
             if slots is not None:  # the NI slots, each the sum of the stems mapped to it

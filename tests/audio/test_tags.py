@@ -175,3 +175,19 @@ def test_tag_worker_stops_at_once_and_reports_analysis_errors():
     short = {"mixture": _ArraySource(np.zeros((2, SR), np.float32))}
     with TagWorker() as worker, pytest.raises(InvalidAudioError, match="too short"):
         worker(short, SR)
+
+
+def test_tag_worker_prepared_with_the_mixture_gives_the_same_tags():
+    from unbake.transcribe.timing import TagWorker, track_tags
+
+    sources = _bar_sources()
+    here = track_tags(sources, SR)
+    with TagWorker() as worker:
+        worker.prepare({"mixture": sources["mixture"]}, SR)
+        assert worker._pending is not None
+        assert worker(sources, SR) == here
+        assert worker._pending is None
+        # a prepared mixture that is not the one analysed is not used
+        worker.prepare({"mixture": _ArraySource(np.zeros((2, 10 * SR), np.float32))}, SR)
+        assert worker(sources, SR) == here
+        assert worker._pending is None

@@ -7,7 +7,7 @@ Method
 * Everything is analysed as a mono fold-down at :data:`ANALYSIS_RATE_HZ` (22.05 kHz): beat and
   key cues live well below 11 kHz and this halves the work.
 * **Tempo**: librosa's spectral-flux onset envelope, its tempogram with a log-normal tempo prior,
-  then librosa's dynamic-programming beat tracker locked to that tempo. The reported BPM is
+  then Ellis's dynamic-programming beat tracker (:mod:`.beats`, as librosa runs it) locked to that tempo. The reported BPM is
   refined from the tracked beats (least-squares line through sub-frame beat times), because the
   tempogram alone is quantised to whole autocorrelation lags (about +-2 BPM at 140 BPM).
 * **Octave errors** (reporting half or double the tempo) are the usual failure of tempo
@@ -145,6 +145,15 @@ def to_mono_analysis_rate(audio: np.ndarray, sample_rate: int) -> np.ndarray:
     return resample(mono, int(sample_rate), ANALYSIS_RATE_HZ)[0]
 
 
+def analysis_mono(audio: np.ndarray, sample_rate: int) -> np.ndarray:
+    """:func:`to_mono_analysis_rate`, refusing silence (:class:`InvalidAudioError`): what
+    :func:`analyze` and the tags' analysis (:mod:`unbake.transcribe.timing`) start from."""
+    mono = to_mono_analysis_rate(audio, sample_rate)
+    if not np.any(np.abs(mono) > 1e-6):
+        raise InvalidAudioError("cannot analyse silence")
+    return mono
+
+
 def onset_envelope(mono: np.ndarray, *, hop: int = ONSET_HOP) -> np.ndarray:
     """Spectral-flux onset strength ``(frames,)`` of mono audio at :data:`ANALYSIS_RATE_HZ`."""
     librosa = librosa_module()
@@ -215,10 +224,9 @@ def estimate_tempo(mono: np.ndarray, *, prior_bpm: float = 120.0,
 
 
 def _track(env: np.ndarray, bpm: float) -> np.ndarray:
-    librosa = librosa_module()
-    _, frames = librosa.beat.beat_track(onset_envelope=env, sr=ANALYSIS_RATE_HZ, hop_length=ONSET_HOP,
-                                        bpm=bpm, tightness=400, trim=True, units="frames")
-    return np.asarray(frames, dtype=int)
+    from .beats import beat_frames
+
+    return beat_frames(env, bpm, ANALYSIS_RATE_HZ / ONSET_HOP, tightness=400, trim=True)
 
 
 def _accent_ratio(env: np.ndarray, frames: np.ndarray) -> float:
@@ -247,6 +255,8 @@ def track_beats(mono: np.ndarray, *, prior_bpm: float = 120.0) -> tuple[np.ndarr
     librosa = librosa_module()
     from scipy.ndimage import median_filter
 
+    from .beats import beat_frames
+
     env = onset_envelope(mono)
     if not np.any(env > 0):
         return np.zeros(0), []
@@ -254,9 +264,7 @@ def track_beats(mono: np.ndarray, *, prior_bpm: float = 120.0) -> tuple[np.ndarr
     local = librosa.feature.tempo(onset_envelope=env, sr=ANALYSIS_RATE_HZ, hop_length=ONSET_HOP, aggregate=None,
                                   start_bpm=prior_bpm, std_bpm=1.0, ac_size=4.0)
     local = median_filter(np.asarray(local, float), size=max(1, int(TEMPO_SMOOTH_S * fps)) | 1, mode="nearest")
-    _, frames = librosa.beat.beat_track(onset_envelope=env, sr=ANALYSIS_RATE_HZ, hop_length=ONSET_HOP,
-                                        bpm=local, tightness=100, trim=True, units="frames")
-    frames = np.asarray(frames, int)
+    frames = beat_frames(env, local, fps, tightness=100, trim=True)
     beats = np.array([max((f + _peak_offset(env, f)) / fps - ONSET_LATENCY_S, 0.0) for f in frames])
     return beats, tempo_curve(beats)
 
@@ -343,9 +351,7 @@ def analyze(audio: np.ndarray, sample_rate: int, *, prior_bpm: float = 120.0,
     pitched stems of a song without its drums give a cleaner chroma. ``full=False`` leaves out
     the tempo curve and the downbeats (empty in the result), for callers that need neither.
     """
-    mono = to_mono_analysis_rate(audio, sample_rate)
-    if not np.any(np.abs(mono) > 1e-6):
-        raise InvalidAudioError("cannot analyse silence")
+    mono = analysis_mono(audio, sample_rate)
     bpm, beats = estimate_tempo(mono, prior_bpm=prior_bpm, bpm_range=bpm_range)
     kmono = mono if key_audio is None else to_mono_analysis_rate(key_audio, sample_rate)
     key, conf, scores = estimate_key(kmono)

@@ -127,9 +127,12 @@ class TagWorker:
     librosa's import takes about as long as separating a one-minute song with the default
     model (model card, "Speed and memory"), and it holds the interpreter, so a thread cannot
     hide it; a process started before the model loads imports it on the core that the
-    (single-threaded) torch import and model loading leave idle. Calls read the excerpt in this process (it streams from the
-    stems) and send the three mono signals (at most 4 minutes at 22 kHz) to the worker. Should
-    the worker die, the analysis runs here. Use as a context manager, or call :meth:`close`.
+    (single-threaded) torch import and model loading leave idle. Calls read the excerpt in this
+    process (it streams from the stems) and send the mono signals (at most 4 minutes at 22 kHz)
+    to the worker. :meth:`prepare` sends the mixture before the separation starts, so the
+    rhythm (:func:`rhythm_from_mixture`) is found meanwhile and only the key is left when the
+    stems are ready. Should the worker die, the analysis runs here. Use as a context manager,
+    or call :meth:`close`.
     """
 
     def __init__(self) -> None:
@@ -140,6 +143,24 @@ class TagWorker:
         self._pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"),
                                          initializer=_start_worker)
         self._pool.submit(int)  # starts the worker now, not at the first analysis
+        self._pending: tuple | None = None  # (mixture source, excerpt_s, future of its rhythm)
+
+    def prepare(self, sources: Mapping, sample_rate: int, *, excerpt_s: float = ANALYSIS_EXCERPT_S) -> None:
+        """Start the mixture's half of the next call's analysis now: ``sources["mixture"]`` is
+        the object that call will pass."""
+        from concurrent.futures.process import BrokenProcessPool
+
+        from ..analysis.analyze import ANALYSIS_RATE_HZ
+
+        mixture = sources["mixture"]
+        start, stop = excerpt_bounds(mixture.length, sample_rate, excerpt_s)
+        mono = _mono_at_analysis_rate(mixture, start, stop, sample_rate)
+        try:
+            future = self._pool.submit(rhythm_from_mixture, mono, ANALYSIS_RATE_HZ, offset_s=start / sample_rate,
+                                       duration_s=mixture.length / sample_rate)
+        except BrokenProcessPool:  # the call analyses here
+            return
+        self._pending = (mixture, excerpt_s, future)
 
     def __call__(self, sources: Mapping, sample_rate: int, *,
                  excerpt_s: float = ANALYSIS_EXCERPT_S) -> TrackTags:
@@ -147,8 +168,12 @@ class TagWorker:
 
         from ..analysis.analyze import ANALYSIS_RATE_HZ
 
+        pending, self._pending = self._pending, None
         stems, kwargs = analysis_excerpt(sources, sample_rate, excerpt_s=excerpt_s)
         try:
+            if pending is not None and pending[0] is sources["mixture"] and pending[1] == excerpt_s:
+                key = self._pool.submit(key_from_stems, stems, ANALYSIS_RATE_HZ)
+                return with_key(pending[2].result(), key.result())
             return self._pool.submit(tags_from_stems, stems, ANALYSIS_RATE_HZ, **kwargs).result()
         except BrokenProcessPool:
             logging.getLogger(__name__).warning("the analysis worker stopped; analysing here")
@@ -175,41 +200,72 @@ class TagWorker:
 def tags_from_stems(stems: Mapping[str, np.ndarray], sample_rate: int, *, offset_s: float = 0.0,
                     duration_s: float | None = None) -> TrackTags:
     """Tempo, beats, downbeats and key of a song from its stems (``(c, t)`` or mono, one of them
-    may be the ``mixture``), through :func:`unbake.analysis.analyze_stems`. ``offset_s`` is where
-    these arrays start in the track and ``duration_s`` the track's length, when they hold an
-    excerpt; the beat grid then covers the whole track."""
-    from ..analysis import analyze_stems
-    from ..analysis.analyze import PITCH_NAMES, to_mono_analysis_rate
+    may be the ``mixture``), as :func:`unbake.analysis.analyze_stems` finds them (tempo and beats
+    from the mixture, else the sum of the stems; the key from the pitched stems). ``offset_s`` is
+    where these arrays start in the track and ``duration_s`` the track's length, when they hold an
+    excerpt; the beat grid then covers the whole track.
 
+    Two halves, :func:`rhythm_from_mixture` and :func:`key_from_stems`: the first needs only the
+    mixture, so :class:`TagWorker` runs it while the separation makes the stems."""
+    mix = stems["mixture"] if "mixture" in stems else np.sum([np.asarray(v) for v in stems.values()], axis=0)
+    rhythm = rhythm_from_mixture(mix, sample_rate, offset_s=offset_s, duration_s=duration_s)
+    return with_key(rhythm, key_from_stems(stems, sample_rate))
+
+
+def rhythm_from_mixture(mix: np.ndarray, sample_rate: int, *, offset_s: float = 0.0,
+                        duration_s: float | None = None) -> TrackTags:
+    """The tempo, beat grid and downbeats of :func:`tags_from_stems` from the mixture alone (no
+    key yet: :func:`with_key` adds it)."""
+    from ..analysis.analyze import ANALYSIS_RATE_HZ, analysis_mono, estimate_tempo
     from ..errors import InvalidAudioError
 
-    frames = max(np.asarray(v).shape[-1] for v in stems.values())
+    frames = np.asarray(mix).shape[-1]
     if frames < MIN_ANALYSIS_S * sample_rate:
         raise InvalidAudioError(f"{frames / sample_rate:.1f} s is too short for tempo and key "
                                 f"(at least {MIN_ANALYSIS_S:g} s)")
-    # the tags take the tempo, beats and key; the bars come from downbeat_phase below
-    a = analyze_stems(stems, sample_rate, full=False)
-    mix = stems["mixture"] if "mixture" in stems else np.sum([np.asarray(v) for v in stems.values()], axis=0)
-    excerpt_s = a.duration_s
+    mono = analysis_mono(mix, sample_rate)
+    bpm_found, beats = estimate_tempo(mono)
+    excerpt_s = len(mono) / ANALYSIS_RATE_HZ
     duration_s = float(duration_s if duration_s is not None else offset_s + excerpt_s)
-    beats = np.asarray(a.beats_s, dtype=np.float64)
-    bpm = float(a.bpm) if np.isfinite(a.bpm) else None
+    beats = np.asarray(beats, dtype=np.float64)
+    bpm = float(bpm_found) if np.isfinite(bpm_found) else None
     downbeats: np.ndarray = np.zeros(0)
     if bpm is not None and len(beats) >= BEATS_PER_BAR:
-        phase = downbeat_phase(to_mono_analysis_rate(mix, sample_rate), beats)
+        phase = downbeat_phase(mono, beats)
         grid, first = extend_grid(beats + offset_s, 60.0 / bpm, offset_s, offset_s + excerpt_s, duration_s)
         beats = grid
         downbeats = grid[(first + phase) % BEATS_PER_BAR::BEATS_PER_BAR]
     else:
         beats = beats + offset_s
-    key = a.key
-    return TrackTags(
-        bpm=bpm, key=short_key(PITCH_NAMES[key.tonic], key.mode), camelot=camelot_key(key.tonic, key.mode),
-        key_name=key.name, beats_s=tuple(float(b) for b in beats), downbeats_s=tuple(float(b) for b in downbeats),
-        info={"key_confidence": round(float(a.key_confidence), 3),
-              "analysed_span_s": [round(offset_s, 3), round(offset_s + excerpt_s, 3)],
-              "duration_s": round(duration_s, 3)},
-    )
+    return TrackTags(bpm=bpm, beats_s=tuple(float(b) for b in beats), downbeats_s=tuple(float(b) for b in downbeats),
+                     info={"analysed_span_s": [round(offset_s, 3), round(offset_s + excerpt_s, 3)],
+                           "duration_s": round(duration_s, 3)})
+
+
+def key_from_stems(stems: Mapping[str, np.ndarray], sample_rate: int) -> tuple:
+    """``(key, confidence)`` of :func:`tags_from_stems`: from the pitched stems when the set has
+    drums (:func:`unbake.analysis.analyze.pitched_mix`), else from the mixture."""
+    from ..analysis.analyze import analysis_mono, estimate_key, pitched_mix, to_mono_analysis_rate
+
+    pitched = pitched_mix(stems)
+    if pitched is None:
+        mix = stems["mixture"] if "mixture" in stems else np.sum([np.asarray(v) for v in stems.values()], axis=0)
+        kmono = analysis_mono(mix, sample_rate)
+    else:
+        kmono = to_mono_analysis_rate(pitched, sample_rate)
+    key, confidence, _ = estimate_key(kmono)
+    return key, confidence
+
+
+def with_key(rhythm: TrackTags, key_found: tuple) -> TrackTags:
+    """:func:`rhythm_from_mixture`'s tags with the key of :func:`key_from_stems`."""
+    from dataclasses import replace
+
+    from ..analysis.analyze import PITCH_NAMES
+
+    key, confidence = key_found
+    return replace(rhythm, key=short_key(PITCH_NAMES[key.tonic], key.mode), camelot=camelot_key(key.tonic, key.mode),
+                   key_name=key.name, info={"key_confidence": round(float(confidence), 3), **rhythm.info})
 
 
 def extend_grid(beats_s: np.ndarray, period_s: float, span_start_s: float, span_stop_s: float,

@@ -1,0 +1,70 @@
+"""unbake's dynamic-programming beat tracker gives librosa's beats (it replaces
+``librosa.beat.beat_track``, whose import compiles numba kernels in every process)."""
+
+import numpy as np
+import pytest
+
+from unbake.analysis.beats import beat_frames
+
+SR, HOP = 22050, 512
+FPS = SR / HOP
+
+
+def _envelope(rng, n: int, bpm: float, lead_silence: int) -> np.ndarray:
+    """Noise-like onset strength with accents every beat and silence at the start."""
+    period = FPS * 60 / bpm
+    env = rng.gamma(1.0, 0.3, n).astype(np.float32)
+    env += (np.arange(n) % period < 1.0) * rng.uniform(0.5, 3.0) * rng.uniform(0, 1, n).astype(np.float32)
+    env[:lead_silence] = 0
+    return env
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_beats_equal_librosa(seed):
+    librosa = pytest.importorskip("librosa")
+    rng = np.random.default_rng(seed)
+    n = int(rng.integers(300, 4000))
+    bpm_true = rng.uniform(60, 200)
+    env = _envelope(rng, n, bpm_true, int(rng.integers(0, 50)))
+    tempos = [bpm_true * rng.uniform(0.9, 1.1),  # one tempo
+              rng.uniform(60, 200) + 10 * np.sin(np.arange(n) / 300)]  # one per frame
+    for bpm in tempos:
+        for tightness, trim in ((400, True), (100, True), (100, False)):
+            _, expected = librosa.beat.beat_track(onset_envelope=env, sr=SR, hop_length=HOP, bpm=bpm,
+                                                  tightness=tightness, trim=trim, units="frames")
+            got = beat_frames(env, bpm, FPS, tightness=tightness, trim=trim)
+            assert len(expected) > 3
+            np.testing.assert_array_equal(got, expected)
+
+
+def test_beats_follow_a_click_track_and_refuse_bad_input():
+    bpm = 120.0
+    env = np.zeros(int(30 * FPS), np.float32)
+    period = FPS * 60 / bpm
+    clicks = np.round(np.arange(10, len(env) - 1, period)).astype(int)
+    env[clicks] = 1.0
+    got = beat_frames(env, bpm, FPS, tightness=400)
+    assert len(got) >= len(clicks) - 2
+    assert np.all(np.isin(got, clicks))
+    assert beat_frames(np.zeros(100, np.float32), bpm, FPS).size == 0
+    with pytest.raises(ValueError, match="positive"):
+        beat_frames(env, -1.0, FPS)
+    with pytest.raises(ValueError, match="per frame"):
+        beat_frames(env, np.full(7, 120.0), FPS)
+    with pytest.raises(ValueError, match="mono"):
+        beat_frames(np.stack([env, env]), bpm, FPS)
+
+
+def test_the_tags_analysis_never_imports_librosa_beat():
+    """Its import costs more CPU than the analysis (numba kernels built in every process)."""
+    import subprocess
+    import sys
+
+    pytest.importorskip("librosa")
+    code = ("import sys, numpy as np\n"
+            "from unbake.transcribe.timing import _warm_up\n"
+            "_warm_up()\n"
+            "print('librosa.beat' in sys.modules, 'librosa.onset' in sys.modules)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["False", "True"]
