@@ -5,10 +5,11 @@
         [--memory-minutes 1 5] [--level-db -12 6] [--cv runs/cv/fold*_synth [--cv-against runs/cv/fold*_real] [--cv-only]]
 
 Speed: times ``unbake.separate`` on a ``--seconds`` long stereo input (the validation mixtures
-played one after the other, repeated) and prints how many times faster than real time it ran.
-Quality: per-stem uSDR on the held-out validation tracks (the fixed rule of
-``unbake.data.datasets.split_tracks``), the mixture-as-estimate floor and the ``center``
-baseline's vocals. Peak memory: peak RSS of ``unbake separate`` (a child process per length, see
+played one after the other, repeated) and prints how many times faster than real time it ran,
+at the model's default precision (its catalogue entry's). Quality: per-stem uSDR on the held-out
+validation tracks (the fixed rule of ``unbake.data.datasets.split_tracks``) at float32, the mean
+again at the model's default precision when that is another, the mixture-as-estimate floor and
+the ``center`` baseline's vocals. Peak memory: peak RSS of ``unbake separate`` (a child process per length, see
 ``bench_memory.py``) on generated inputs of ``--memory-minutes``; flat in the length is the target.
 Cross-validation: ``--cv`` run folders (``unbake train`` outputs, one per fold) are summarised
 from their ``valid_log.csv``: each run's validation at its schedule's last step (``optim.steps``,
@@ -51,6 +52,15 @@ def speed(model, mix: np.ndarray, samplerate: int) -> float:
     elapsed = time.perf_counter() - start
     assert set(model.sources) <= set(stems.names)
     return mix.shape[-1] / samplerate / elapsed
+
+
+def precision_text(model) -> str:
+    """The precision a separation that names none runs ``model`` at, resolved on this machine."""
+    from unbake.engine import resolve_precision
+
+    name = getattr(model, "default_precision", "float32")
+    concrete = resolve_precision(name, torch.device("cpu"))
+    return name if concrete == name else f"{name} = {concrete} here"
 
 
 def cpu_description() -> str:
@@ -196,11 +206,16 @@ def main() -> None:
         else:
             mix = (0.1 * np.random.default_rng(0).standard_normal((2, n))).astype(np.float32)
         x_rt = speed(model, mix, sr)
-        print(f"speed: {x_rt:.1f}x real time ({args.seconds:.0f} s stereo input through unbake.separate)")
+        print(f"speed: {x_rt:.1f}x real time ({args.seconds:.0f} s stereo input through unbake.separate, "
+              f"at {precision_text(model)})")
         if not tracks:
             print(f"no validation data at {data}; quality not measured")
             return
         res = evaluate(model, tracks, tuple(model.sources))
+        default = getattr(model, "default_precision", "float32")
+        at_default = None if default == "float32" else float(np.mean([
+            np.mean([usdr(np.asarray(ref), est) for ref, est in zip(t.stems, apply_model(model, t.mix(), precision=default))])
+            for t in tracks]))
         center = load_model("center")
         vi = list(center.sources).index("vocals")
         center_vocals = float(np.mean([
@@ -217,13 +232,16 @@ def main() -> None:
     for s in model.sources:
         print(f"{s:8s} {res['stems'][s]:8.2f} {res['floor'][s]:9.2f} {res['stems'][s] - res['floor'][s]:8.2f}")
     print(f"{'mean':8s} {res['mean']:8.2f} {res['floor_mean']:9.2f} {res['mean'] - res['floor_mean']:8.2f}")
+    if at_default is not None:
+        print(f"(float32 above) mean uSDR at the model's default precision, {precision_text(model)}: {at_default:.2f} dB")
     print(f"center baseline vocals uSDR: {center_vocals:.2f} dB")
     for db, value in levels.items():
         print(f"tracks played {db:+g} dB: mean uSDR {value:.2f} dB")
     if args.json:
         figures = {"model": args.model, "cpu": cpu_description(), "tracks": [t.name for t in tracks],
                    "stems": res["stems"], "mean": res["mean"], "floor": res["floor"],
-                   "center_vocals": center_vocals, "speed_x_realtime": x_rt,
+                   "center_vocals": center_vocals, "speed_x_realtime": x_rt, "precision": precision_text(model),
+                   "mean_at_default_precision": at_default,
                    "level_db": {f"{db:g}": v for db, v in levels.items()}}
         Path(args.json).write_text(json.dumps(figures, indent=2) + "\n")
     if args.memory_minutes:

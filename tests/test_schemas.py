@@ -185,6 +185,7 @@ samplerate = 44100
     ('descripton = "typo"\n', "catalogue: models.m.descripton: unknown key; did you mean 'description'?"),
     ("config = {channels = 4096}\n", "catalogue: models.m.config: htdemucs setting channels: must be between 1 and 512"),
     ("samplerate = -1\n[models.n]\n", "catalogue: models.m.samplerate: must be between 4000 and 384000, got -1"),
+    ('precision = "half"\n', "catalogue: models.m.precision: must be one of float32, bfloat16, float16, int8, fast, got 'half'"),
     ('[ensembles.e]\nmodels = ["m"]\nsources = ["drums"]\nmethod = "mean"\n',
      "catalogue: ensembles.e.method: must be one of average, median, got 'mean'"),
     ('[ensembles.e]\nmodels = ["m"]\nsources = ["drums"]\nweigths = [[1.0]]\n',

@@ -168,6 +168,26 @@ def test_shipped_model_floor_on_three_held_out_previews():
     assert mean["vocals"] >= float(np.mean(center)) + 1.0, (mean, center)
 
 
+def test_a_model_runs_at_its_own_precision_unless_told(monkeypatch, mix):
+    """unbake_small's catalogue entry names ``fast``; a request's precision wins; other models
+    run at float32 (exact)."""
+    import unbake.engine as engine
+
+    seen = []
+    real = engine.iter_separate
+
+    def spy(*args, precision="float32", **kwargs):
+        seen.append(precision)
+        return real(*args, precision=precision, **kwargs)
+
+    monkeypatch.setattr(engine, "iter_separate", spy)
+    short = mix[:, :44100]
+    unbake.separate(short, sample_rate=44100, model="unbake_small")
+    unbake.separate(short, sample_rate=44100, model="unbake_small", precision="float32")
+    unbake.separate(short, sample_rate=44100, model="center")
+    assert seen == ["fast", "float32", "float32"]
+
+
 def test_track_normalised_models_see_a_standardised_track(mix):
     seen = []
 

@@ -29,6 +29,10 @@ STEMS_FILE_SUFFIXES = (".stem.mp4", ".stem.m4a")
 # process (PID gone) from one that a live process is still writing.
 PART_SUFFIX = ".part"
 
+# Numeric precisions of a model call (unbake.engine.precision); here because the catalogue and the
+# request check names without importing torch
+PRECISIONS = ("float32", "bfloat16", "float16", "int8", "fast")
+
 _CHUNK_BYTES = 1 << 20
 
 

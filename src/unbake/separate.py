@@ -100,8 +100,9 @@ class SeparationRequest:
     seed: int = _option(0, _number(integer=True))
     device: str = _option("cpu", lambda name, value: _check_device(value))
     batch_size: int = _option(1, _number(1, integer=True))
-    # float32 (exact) | bfloat16 | float16 | int8 | fast: see unbake.engine.precision
-    precision: str = "float32"
+    # float32 (exact) | bfloat16 | float16 | int8 | fast: see unbake.engine.precision; None: the
+    # model's own (its catalogue entry's ``precision``, else float32)
+    precision: str | None = None
     # auto | torch | openvino (None: $UNBAKE_BACKEND, else auto): see unbake.engine.backend
     backend: str | None = None
     downmix: bool = False
@@ -122,7 +123,7 @@ class SeparationRequest:
             check = f.metadata.get("check")
             if check is not None:
                 check(f.name, getattr(self, f.name))
-        if self.precision != "float32":  # the default needs no torch import to check
+        if self.precision not in (None, "float32"):  # the defaults need no torch import to check
             from .engine.apply import resolve_device
             from .engine.precision import resolve_precision
 
@@ -353,6 +354,12 @@ class _Progress:
         return fn
 
 
+def precision_for(model, request: SeparationRequest) -> str:
+    """The precision ``request`` runs ``model`` at: the request's, else the model's own
+    (``default_precision``, set from its catalogue entry), else float32."""
+    return request.precision or getattr(model, "default_precision", None) or "float32"
+
+
 def _run_member(member: Member, track: _Track, request: SeparationRequest, progress, tag: str) -> dict[str, Any]:
     """Separate the track with one member; stems at the track's rate and channels, as raw files."""
     from .engine import RawFileWriter, iter_separate
@@ -377,7 +384,7 @@ def _run_member(member: Member, track: _Track, request: SeparationRequest, progr
         for block in iter_separate(model, source, segment_samples=seg, overlap=request.overlap,
                                    shifts=request.shifts, seed=request.seed, batch_size=request.batch_size,
                                    device=request.device, progress=progress, normalize=normalize,
-                                   precision=request.precision, backend=request.backend):
+                                   precision=precision_for(model, request), backend=request.backend):
             for k, stem in enumerate(model.sources):
                 emit(stem, block[k])
         for stem in model.sources:
@@ -530,8 +537,14 @@ def _provenance(source, runner: Runner, request: SeparationRequest) -> dict:
         "input": os.fspath(source) if isinstance(source, (str, os.PathLike)) else "array",
         "model": runner.name,
         "unbake_version": __version__,
-        "options": request.separation_options(),
+        "options": {**request.separation_options(), "precision": _precisions(runner, request)},
     }
+
+
+def _precisions(runner: Runner, request: SeparationRequest) -> str | list[str]:
+    """The precision the members ran at (:func:`precision_for`): one name, or each distinct one."""
+    used = sorted({precision_for(m.model, request) for m in runner.parts})
+    return used[0] if len(used) == 1 else used
 
 
 def render_filename(template: str, *, track: str, stem: str, ext: str, model: str) -> str:

@@ -131,7 +131,9 @@ def test_shipped_model_on_real_music(example_song):
     from unbake.audio import read_audio
 
     excerpt, sr = read_audio(example_song)
-    exact = unbake.separate(excerpt, sample_rate=sr, model="unbake_small")
+    exact = unbake.separate(excerpt, sample_rate=sr, model="unbake_small", precision="float32")
+    assert exact.provenance["options"]["precision"] == "float32"
+    assert unbake.separate(excerpt[:, :sr], sample_rate=sr).provenance["options"]["precision"] == "fast"
     for precision in LOWER:
         est = unbake.separate(excerpt, sample_rate=sr, model="unbake_small", precision=precision)
         assert est.provenance["options"]["precision"] == precision

@@ -36,7 +36,7 @@ class SeparationArgs:
     shifts: int
     device: str
     batch_size: int
-    precision: str
+    precision: Optional[str]
     backend: Optional[str]
     format: str
     stems_codec: str
@@ -89,7 +89,7 @@ _SEPARATION_PARAMS = [
     _param("shifts", int, typer.Option(0, "--shifts", help="Test-time random shifts (deterministic).")),
     _param("device", str, typer.Option("cpu", "--device", "-d", help="cpu | cuda | mps | auto")),
     _param("batch_size", int, typer.Option(1, "--batch-size", help="Chunks per model call.")),
-    _param("precision", str, typer.Option("float32", "--precision", help="float32 (exact) | bfloat16 | float16 | int8 | fast (the quickest this machine runs natively; output within -30 dB of float32).")),
+    _param("precision", Optional[str], typer.Option(None, "--precision", help="float32 (exact) | bfloat16 | float16 | int8 | fast (the quickest this machine runs natively; output within -30 dB of float32). Default: the model's own: fast for unbake_small (measured to cost it no quality), float32 for the others.")),
     _param("backend", Optional[str], typer.Option(None, "--backend", help="auto | torch | openvino: the runtime of models that support OpenVINO (pip install 'unbake\\[fast]'), on the CPU in float32/bfloat16. Default: $UNBAKE_BACKEND, else auto.")),
     _param("format", str, typer.Option("wav", "--format", help="wav | flac | mp3 | stems (one NI Stems file, OUTDIR/{track}.stem.mp4)")),
     _param("stems_codec", str, typer.Option("aac", "--stems-codec", help="Codec of --format stems: aac (256 kbit/s) | alac.")),

@@ -19,10 +19,10 @@ import warnings
 import torch
 from torch import nn
 
+from .._common import PRECISIONS
 from ..errors import ParameterError
 
 log = logging.getLogger(__name__)
-PRECISIONS = ("float32", "bfloat16", "float16", "int8", "fast")
 _AUTOCAST = {"bfloat16": torch.bfloat16, "float16": torch.float16}
 # module types dynamic quantisation replaces: the weight products that run on int8 kernels.
 # (Convolutions have no dynamic int8 kernel in PyTorch; static quantisation would need

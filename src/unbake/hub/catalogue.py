@@ -11,6 +11,7 @@ from typing import Annotated, Any
 
 from pydantic import ConfigDict, Field, model_validator
 
+from .._common import PRECISIONS
 from .._schema import ConfigModel, Number, Text, internal, invalid, validate
 from ..errors import ConfigError, ModelError, UnknownModelError
 from .architectures import check_settings, resolve_architecture
@@ -57,6 +58,8 @@ class ModelEntry(_Entry):
     target: Annotated[str, Text()] | None = None
     package_file: Annotated[str, Text()] | None = None
     segment_s: Annotated[float, Number(positive=True, hi=3600.0)] | None = None
+    # the precision a separation runs the model at unless told otherwise (None: float32, exact)
+    precision: Annotated[str, Text(PRECISIONS)] | None = None
 
     @model_validator(mode="after")
     def _settings_in_range(self) -> "ModelEntry":

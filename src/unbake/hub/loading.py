@@ -89,6 +89,8 @@ def _build_entry(entry: ModelEntry, pretrained: bool, model_file: Path | None):
     _tag(model, entry.name, entry.architecture, str(model_file) if model_file else "catalogue")
     if entry.segment_s:  # the catalogue's chunk length (e.g. the official Demucs bag settings)
         model.segment_samples = int(entry.segment_s * model.samplerate)
+    if entry.precision:  # what a separation that names no precision runs it at
+        model.default_precision = entry.precision
     return model
 
 
