@@ -2,14 +2,14 @@
 
     PYTHONPATH=src python benchmarks/bench_default_model.py [--model unbake_small] [--seconds 60]
         [--threads N] [--data ../shared/data/musdb18-7s/train] [--valid-every 9] [--valid-count 10]
-        [--memory-minutes 1 5] [--level-db -12 6] [--cv runs/cv/fold*_synth [--cv-against runs/cv/fold*_real] [--cv-only]]
+        [--memory-minutes 1 5] [--level-db -12 6] [--precisions bfloat16 int8] [--cv runs/cv/fold*_synth [--cv-against runs/cv/fold*_real] [--cv-only]]
 
 Speed: times ``unbake.separate`` on a ``--seconds`` long stereo input (the validation mixtures
 played one after the other, repeated) and prints how many times faster than real time it ran,
 at the model's default precision (its catalogue entry's). Quality: per-stem uSDR on the held-out
 validation tracks (the fixed rule of ``unbake.data.datasets.split_tracks``) at float32, the mean
-again at the model's default precision when that is another, the mixture-as-estimate floor and
-the ``center`` baseline's vocals. Peak memory: peak RSS of ``unbake separate`` (a child process per length, see
+again at ``--precisions`` (default: the model's own when that is another), the mixture-as-estimate
+floor and the ``center`` baseline's vocals. Peak memory: peak RSS of ``unbake separate`` (a child process per length, see
 ``bench_memory.py``) on generated inputs of ``--memory-minutes``; flat in the length is the target.
 Cross-validation: ``--cv`` run folders (``unbake train`` outputs, one per fold) are summarised
 from their ``valid_log.csv``: each run's validation at its schedule's last step (``optim.steps``,
@@ -170,6 +170,9 @@ def main() -> None:
     ap.add_argument("--level-db", type=float, nargs="*", default=[],
                     help="also the mean uSDR with the validation tracks played this many dB louder "
                          "(negative: quieter); a model that takes the level as given drifts with it")
+    ap.add_argument("--precisions", nargs="*", default=None,
+                    help="also the mean uSDR with the model run at these precisions (default: the model's "
+                         "own when it is not float32)")
     ap.add_argument("--json", help="also write the validation figures, unrounded, to this JSON file "
                                    "(for comparing two models closer than the printed 0.01 dB)")
     args = ap.parse_args()
@@ -213,9 +216,10 @@ def main() -> None:
             return
         res = evaluate(model, tracks, tuple(model.sources))
         default = getattr(model, "default_precision", "float32")
-        at_default = None if default == "float32" else float(np.mean([
-            np.mean([usdr(np.asarray(ref), est) for ref, est in zip(t.stems, apply_model(model, t.mix(), precision=default))])
-            for t in tracks]))
+        precisions = args.precisions if args.precisions is not None else [p for p in [default] if p != "float32"]
+        at_precision = {p: float(np.mean([
+            np.mean([usdr(np.asarray(ref), est) for ref, est in zip(t.stems, apply_model(model, t.mix(), precision=p))])
+            for t in tracks])) for p in precisions}
         center = load_model("center")
         vi = list(center.sources).index("vocals")
         center_vocals = float(np.mean([
@@ -232,8 +236,8 @@ def main() -> None:
     for s in model.sources:
         print(f"{s:8s} {res['stems'][s]:8.2f} {res['floor'][s]:9.2f} {res['stems'][s] - res['floor'][s]:8.2f}")
     print(f"{'mean':8s} {res['mean']:8.2f} {res['floor_mean']:9.2f} {res['mean'] - res['floor_mean']:8.2f}")
-    if at_default is not None:
-        print(f"(float32 above) mean uSDR at the model's default precision, {precision_text(model)}: {at_default:.2f} dB")
+    for p, value in at_precision.items():
+        print(f"mean uSDR at precision {p} (float32 above; the model's default: {precision_text(model)}): {value:.2f} dB")
     print(f"center baseline vocals uSDR: {center_vocals:.2f} dB")
     for db, value in levels.items():
         print(f"tracks played {db:+g} dB: mean uSDR {value:.2f} dB")
@@ -241,7 +245,7 @@ def main() -> None:
         figures = {"model": args.model, "cpu": cpu_description(), "tracks": [t.name for t in tracks],
                    "stems": res["stems"], "mean": res["mean"], "floor": res["floor"],
                    "center_vocals": center_vocals, "speed_x_realtime": x_rt, "precision": precision_text(model),
-                   "mean_at_default_precision": at_default,
+                   "mean_at_precision": at_precision,
                    "level_db": {f"{db:g}": v for db, v in levels.items()}}
         Path(args.json).write_text(json.dumps(figures, indent=2) + "\n")
     if args.memory_minutes:

@@ -22,6 +22,8 @@ def _envelope(rng, n: int, bpm: float, lead_silence: int) -> np.ndarray:
 @pytest.mark.parametrize("seed", range(12))
 def test_beats_equal_librosa(seed):
     librosa = pytest.importorskip("librosa")
+    if not librosa.__version__.startswith("0.11."):
+        pytest.skip(f"the tracker follows librosa 0.11's; librosa {librosa.__version__} is installed")
     rng = np.random.default_rng(seed)
     n = int(rng.integers(300, 4000))
     bpm_true = rng.uniform(60, 200)

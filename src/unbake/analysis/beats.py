@@ -1,5 +1,5 @@
 """Ellis's dynamic-programming beat tracker ("Beat tracking by dynamic programming", JNMR 2007),
-step for step as ``librosa.beat.beat_track`` runs it on a given onset envelope and tempo.
+step for step as ``librosa.beat.beat_track`` (librosa 0.11) runs it on a given onset envelope and tempo.
 
 Written here because importing ``librosa.beat`` builds its numba kernels in every new process
 (one of them is never cached), which costs more CPU than the whole tempo and key analysis of a
