@@ -191,3 +191,14 @@ def test_tag_worker_prepared_with_the_mixture_gives_the_same_tags():
         worker.prepare({"mixture": _ArraySource(np.zeros((2, 10 * SR), np.float32))}, SR)
         assert worker(sources, SR) == here
         assert worker._pending is None
+
+
+def test_tag_worker_prepared_with_silence_reports_it():
+    from unbake.errors import InvalidAudioError
+    from unbake.transcribe.timing import TagWorker
+
+    silent = _ArraySource(np.zeros((2, 10 * SR), np.float32))
+    sources = {"mixture": silent, "drums": silent, "other": silent}
+    with TagWorker() as worker, pytest.raises(InvalidAudioError, match="silence"):
+        worker.prepare(sources, SR)
+        worker(sources, SR)

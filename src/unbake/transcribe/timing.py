@@ -172,8 +172,8 @@ class TagWorker:
         stems, kwargs = analysis_excerpt(sources, sample_rate, excerpt_s=excerpt_s)
         try:
             if pending is not None and pending[0] is sources["mixture"] and pending[1] == excerpt_s:
-                key = self._pool.submit(key_from_stems, stems, ANALYSIS_RATE_HZ)
-                return with_key(pending[2].result(), key.result())
+                rhythm = pending[2].result()  # first: a mixture it refuses (silence) needs no key
+                return with_key(rhythm, self._pool.submit(key_from_stems, stems, ANALYSIS_RATE_HZ).result())
             return self._pool.submit(tags_from_stems, stems, ANALYSIS_RATE_HZ, **kwargs).result()
         except BrokenProcessPool:
             logging.getLogger(__name__).warning("the analysis worker stopped; analysing here")
