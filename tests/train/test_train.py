@@ -277,6 +277,34 @@ def test_tiny_run_reduces_the_loss(tmp_path):
     assert best.sources == ("drums", "bass", "other", "vocals")
 
 
+def test_bfloat16_run_trains_float32_weights(tmp_path):
+    """``run.precision: bfloat16`` autocasts the forward pass: the loss still falls, the weights
+    stay float32, and they are not those of the float32 run (the products did run in bfloat16)."""
+    from unbake.train.losses import separation_loss as loss_fn
+
+    runs = {}
+    for precision in ("float32", "bfloat16"):
+        cfg = config_from_dict(tiny_config(tmp_path / precision, optim__steps=20, optim__warmup_steps=0,
+                                           optim__lr=1e-2, run__precision=precision,
+                                           run__checkpoint_every_steps=0, run__valid_every_steps=20))
+        trainer = Trainer(cfg)
+        mix, stems = trainer.sampler.batch(10_000, 0, 8)
+
+        def held_out_loss() -> float:
+            trainer.model.eval()
+            with torch.no_grad():
+                return float(loss_fn(trainer.model(torch.from_numpy(mix)), torch.from_numpy(stems), cfg.loss)[0])
+
+        before = held_out_loss()
+        trainer.fit()
+        assert held_out_loss() < 0.8 * before, precision
+        assert all(p.dtype == torch.float32 for p in trainer.model.parameters())
+        runs[precision] = weights(trainer.model)
+    assert any(not torch.equal(runs["float32"][k], runs["bfloat16"][k]) for k in runs["float32"])
+    with pytest.raises(ConfigError, match="run.precision"):
+        config_from_dict(tiny_config(tmp_path / "float32", run__precision="float16"))
+
+
 def test_resume_in_process_is_exact(tmp_path):
     cfg = config_from_dict(tiny_config(tmp_path, run__valid_every_steps=0))
     straight = Trainer(cfg, tmp_path / "a")

@@ -140,6 +140,10 @@ class RunSection(_Section):
 
     threads: Annotated[int, Number(0, integer=True)] = Field(1, description="0 leaves torch's default")
     device: Annotated[str, Text()] = "auto"
+    # the arithmetic of the model's forward pass: bfloat16 autocasts its matrix products and
+    # convolutions (the weights, the optimiser and the loss stay float32); pays on GPUs and on CPUs
+    # with bfloat16 units (model card, "Training in bfloat16")
+    precision: Annotated[str, Text(("float32", "bfloat16"))] = "float32"
     # threads that prepare the next batches while the model trains (0: the training loop does it
     # between steps); the batches are the same either way
     data_workers: Count = 0

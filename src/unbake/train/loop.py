@@ -353,8 +353,9 @@ class Trainer:
             ref_t = torch.from_numpy(stems)
         mix_t = ref_t.sum(dim=1)
         self.net.train()
-        est = self.net(mix_t)
-        loss, parts = separation_loss(est, ref_t, self.cfg.loss)
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.cfg.run.precision == "bfloat16"):
+            est = self.net(mix_t)
+        loss, parts = separation_loss(est.float(), ref_t, self.cfg.loss)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         grad_norm = float("nan")
