@@ -207,9 +207,15 @@ def tags_from_stems(stems: Mapping[str, np.ndarray], sample_rate: int, *, offset
 
     Two halves, :func:`rhythm_from_mixture` and :func:`key_from_stems`: the first needs only the
     mixture, so :class:`TagWorker` runs it while the separation makes the stems."""
-    mix = stems["mixture"] if "mixture" in stems else np.sum([np.asarray(v) for v in stems.values()], axis=0)
-    rhythm = rhythm_from_mixture(mix, sample_rate, offset_s=offset_s, duration_s=duration_s)
+    rhythm = rhythm_from_mixture(_mixture_of(stems), sample_rate, offset_s=offset_s, duration_s=duration_s)
     return with_key(rhythm, key_from_stems(stems, sample_rate))
+
+
+def _mixture_of(stems: Mapping[str, np.ndarray]) -> np.ndarray:
+    """The ``mixture`` of a stem set, else the sum of its stems."""
+    if "mixture" in stems:
+        return stems["mixture"]
+    return np.sum([np.asarray(v) for v in stems.values()], axis=0)
 
 
 def rhythm_from_mixture(mix: np.ndarray, sample_rate: int, *, offset_s: float = 0.0,
@@ -249,8 +255,7 @@ def key_from_stems(stems: Mapping[str, np.ndarray], sample_rate: int) -> tuple:
 
     pitched = pitched_mix(stems)
     if pitched is None:
-        mix = stems["mixture"] if "mixture" in stems else np.sum([np.asarray(v) for v in stems.values()], axis=0)
-        kmono = analysis_mono(mix, sample_rate)
+        kmono = analysis_mono(_mixture_of(stems), sample_rate)
     else:
         kmono = to_mono_analysis_rate(pitched, sample_rate)
     key, confidence, _ = estimate_key(kmono)
