@@ -33,6 +33,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
 
     from unbake import load_model
+    from unbake.engine.precision import autocast
     from unbake.models.masknet import MaskNet
     from unbake.train.losses import LossConfig, separation_loss
 
@@ -50,7 +51,7 @@ def main() -> None:
         for precision in times:
             for i in range(args.steps + 1):
                 start = time.perf_counter()
-                with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bfloat16"):
+                with autocast(precision, torch.device("cpu")):
                     est = model(mix)
                 loss, _ = separation_loss(est.float(), stems, loss_cfg)
                 optimizer.zero_grad(set_to_none=True)

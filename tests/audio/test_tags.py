@@ -184,9 +184,18 @@ def test_tag_worker_prepared_with_the_mixture_gives_the_same_tags():
     here = track_tags(sources, SR)
     with TagWorker() as worker:
         worker.prepare({"mixture": sources["mixture"]}, SR)
-        assert worker._pending is not None
         assert worker(sources, SR) == here
         assert worker._pending is None
+        # the prepared rhythm is the one used: the same mixture object, played 0.2 s later after
+        # prepare, still gives the beats of what prepare read
+        mixture = sources["mixture"]
+        original = mixture.audio
+        worker.prepare({"mixture": mixture}, SR)
+        mixture.audio = np.roll(original, int(0.2 * SR), axis=1)
+        later = track_tags(sources, SR)
+        assert later.beats_s != here.beats_s
+        assert worker(sources, SR) == here
+        mixture.audio = original
         # a prepared mixture that is not the one analysed is not used
         worker.prepare({"mixture": _ArraySource(np.zeros((2, 10 * SR), np.float32))}, SR)
         assert worker(sources, SR) == here

@@ -223,15 +223,6 @@ class MaskNet(nn.Module):
         """features frame by frame -> masks ``(b, n, s, c·f')`` summing to one over ``s``."""
         return torch.softmax(self.frame_logits(xt), dim=2)
 
-    def logits(self, x: torch.Tensor) -> torch.Tensor:
-        """features ``(b, c, f', n)`` -> mask logits ``(b, s, c, f', n)`` over the compressed bins."""
-        b, c, f, n = x.shape
-        return self.frame_logits(self.frames(x)).reshape(b, n, -1, c, f).permute(0, 2, 3, 4, 1)
-
-    def probabilities(self, x: torch.Tensor) -> torch.Tensor:
-        """features -> masks over the compressed bins ``(b, s, c, f', n)``, summing to one over ``s``."""
-        return torch.softmax(self.logits(x), dim=1)
-
     def expanded(self, frame_masks: torch.Tensor) -> torch.Tensor:
         """masks frame by frame ``(b, n, s, c·f')`` -> ``(b, s, c, f, n)`` over every bin."""
         b, n, s, _ = frame_masks.shape

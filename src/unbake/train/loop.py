@@ -26,6 +26,7 @@ import torch
 from .._common import sweep_stale_parts
 from ..hub.checkpoint import atomic_torch_save, read_tagged
 from ..data.cache import AudioCache
+from ..engine.precision import autocast
 from ..data.datasets import (ExcerptSampler, Track, find_tracks, fold_split, load_tracks, split_tracks,
                              track_name)
 from ..errors import CheckpointError, ConfigError, ModelError
@@ -353,7 +354,7 @@ class Trainer:
             ref_t = torch.from_numpy(stems)
         mix_t = ref_t.sum(dim=1)
         self.net.train()
-        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.cfg.run.precision == "bfloat16"):
+        with autocast(self.cfg.run.precision, self.device):
             est = self.net(mix_t)
         loss, parts = separation_loss(est.float(), ref_t, self.cfg.loss)
         self.optimizer.zero_grad(set_to_none=True)
