@@ -70,7 +70,7 @@ def read_state_or_checkpoint(path: str) -> dict:
         blob = read_blob(path)
     weights = {k: v.float() if v.is_floating_point() else v for k, v in blob["state_dict"].items()}
     return {"architecture": blob["architecture"], "model_config": blob["config"], "model": weights,
-            "step": int(blob.get("meta", {}).get("step", 0)), "config": None}
+            "step": int(blob.get("meta", {}).get("step", 0)), "config": None, "meta": blob.get("meta", {})}
 
 
 def ensemble_state(states: list[dict]) -> dict:
@@ -90,6 +90,14 @@ def ensemble_state(states: list[dict]) -> dict:
     return {**states[-1], "model_config": {"members": configs}, "model": weights}
 
 
+def _passes(text: str) -> list[list[int]]:
+    """``"0,1,2/3,4,5"`` -> ``[[0, 1, 2], [3, 4, 5]]``; ``""`` -> ``[]`` (one pass)."""
+    try:
+        return [[int(i) for i in part.split(",")] for part in text.split("/")] if text else []
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"member indices like 0,1,2/3,4,5, got {text!r}") from None
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("state", nargs="+", help="training state file(s), or unbake checkpoints to average")
@@ -106,7 +114,14 @@ def main() -> None:
                     help="masknets: the level (RMS) each window is brought to before the network hears "
                          "it, in every member (0: the level as given; default: as in the states); "
                          "tools/training_level.py prints the level a recipe trained at")
+    ap.add_argument("--passes", type=_passes, default=None, metavar="0,1,2/3,4,5",
+                    help="masknet ensembles: separate in passes, the member indices of each pass "
+                         "separated by '/' ('' : one pass of every member)")
+    ap.add_argument("--peel", nargs="*", default=None, metavar="STEM",
+                    help="with --passes: the stem each pass but the last takes out of what the next hears")
     args = ap.parse_args()
+    if (args.passes is None) != (args.peel is None):
+        ap.error("--passes and --peel go together")
     if args.float32 and args.int8:
         ap.error("--float32 and --int8 exclude each other")
     if len(args.state) > 1 and not (args.average or args.ensemble):
@@ -125,11 +140,19 @@ def main() -> None:
             ap.error(f"--input-rms is a masknet setting, not one of {state['architecture']}")
         cfg_ = state["model_config"]
         members = [{**m, "input_rms": args.input_rms} for m in cfg_.get("members", [cfg_])]
-        state = {**state, "model_config": {"members": members} if "members" in cfg_ else members[0]}
+        state = {**state, "model_config": {**cfg_, "members": members} if "members" in cfg_ else members[0]}
+    if args.passes is not None:
+        if "members" not in state["model_config"]:
+            ap.error("--passes is a setting of masknet ensembles (--ensemble, or an ensemble given)")
+        cfg_ = {k: v for k, v in state["model_config"].items() if k not in ("passes", "peel")}
+        state = {**state, "model_config": {**cfg_, **({"passes": args.passes, "peel": args.peel} if args.passes else {})}}
     model = model_from_config(state["architecture"], state["model_config"])
     load_state_strict(model, state["model"], args.state[-1])
     cfg = state["config"]
-    meta = {"step": int(state["step"]), "selection": args.selection}
+    # one checkpoint re-exported (another storage, passes, level) keeps what its metadata says
+    # of how it was made
+    kept = states[0].get("meta", {}) if len(states) == 1 else {}
+    meta = {**kept, "step": int(state["step"]), "selection": args.selection}
     if cfg is not None:
         meta.update(init_from=cfg.get("init_from"), train_segment_s=cfg["data"]["segment_s"],
                     augment=cfg["augment"], optim=cfg["optim"])

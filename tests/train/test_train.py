@@ -176,7 +176,7 @@ def test_masknet_ensemble_is_the_mean_of_its_members_over_one_stft(tmp_path):
     assert kinds["members.1.blocks.2.proj"] is torch.nn.Linear and kinds["members.1.encode"] is not torch.nn.Linear
     with pytest.raises(ModelError, match="differs from member 0 in \\['n_fft'\\]"):
         MaskNetEnsemble([a, from_reference_kwargs({**TINY_MODEL, "samplerate": SR, "n_fft": 512})])
-    with pytest.raises(ModelError, match="only 'members'"):
+    with pytest.raises(ModelError, match="only 'members', 'passes' and 'peel'"):
         model_from_config("masknet", {"members": [dict(TINY_MODEL)], "depth": 2})
     with pytest.raises(ModelError, match="1 to 16 members"):
         model_from_config("masknet", {"members": []})
@@ -184,6 +184,57 @@ def test_masknet_ensemble_is_the_mean_of_its_members_over_one_stft(tmp_path):
         model_from_config("masknet", {"members": [{**TINY_MODEL, "hidden": 10**6}]})
     with pytest.raises(ModelError, match="expects"):
         ens(torch.randn(1, 1, 100))
+
+
+def test_masknet_ensemble_separates_in_passes(tmp_path):
+    """passes/peel: each pass separates what the earlier ones left, the stems taken out are added
+    up, and the stems still sum to the mixture; the checkpoint keeps the passes."""
+    from unbake import load_model
+    from unbake.hub.architectures import model_from_config
+    from unbake.hub.checkpoint import save_checkpoint
+    from unbake.models.masknet import MaskNetEnsemble, from_reference_kwargs
+
+    torch.manual_seed(3)
+    a, b, c = (from_reference_kwargs({**TINY_MODEL, "samplerate": SR, "hidden": h}).eval() for h in (8, 12, 16))
+    sources = list(a.sources)
+    v, d = sources.index("vocals"), sources.index("drums")
+    mix = torch.randn(2, 2, 3000)
+    with torch.no_grad():
+        two = MaskNetEnsemble([a, b, c], [[0, 2], [1]], ["vocals"]).eval()
+        first = MaskNetEnsemble([a, c])(mix)
+        expected = b(mix - first[:, v])
+        expected[:, v] += first[:, v]
+        out = two(mix)
+        torch.testing.assert_close(out, expected, atol=1e-5, rtol=1e-4)
+        assert (out - MaskNetEnsemble([a, b, c])(mix)).abs().max() > 1e-3
+        # three passes: the second pass's vocals join the first's, and both are taken out
+        three = MaskNetEnsemble([a, b, c], [[0], [1], [2]], ["vocals", "drums"]).eval()
+        ea = a(mix)
+        rest = mix - ea[:, v]
+        eb = b(rest)
+        ec = c(rest - eb[:, v] - eb[:, d])
+        expected = ec.clone()
+        expected[:, v] += ea[:, v] + eb[:, v]
+        expected[:, d] += eb[:, d]
+        out3 = three(mix)
+        torch.testing.assert_close(out3, expected, atol=1e-5, rtol=1e-4)
+    for est in (out, out3):
+        torch.testing.assert_close(est.sum(dim=1), mix, atol=1e-4, rtol=1e-4)
+    path = save_checkpoint(two, tmp_path / "p.pt", architecture="masknet", config=two.config.to_dict())
+    again = load_model(str(path))
+    assert again.config.passes == ((0, 2), (1,)) and again.config.peel == ("vocals",)
+    with torch.no_grad():
+        torch.testing.assert_close(again(mix), out, atol=1e-5, rtol=0)
+    members = [dict(TINY_MODEL)] * 2
+    for passes, peel, message in (([[0], [2]], ["vocals"], "member indices 0-1"),
+                                  ([[0]], [], "members \\[1\\] are in no pass"),
+                                  ([[0], []], ["vocals"], "non-empty lists"),
+                                  ([[0], [1]], [], "one stem for each pass but the last"),
+                                  ([[0], [1], [0, 1]], ["vocals", "vocals"], "distinct stems"),
+                                  ([[0], [1]], ["voice"], "distinct stems"),
+                                  ([], ["vocals"], "'peel' needs 'passes'")):
+        with pytest.raises(ModelError, match=message):
+            model_from_config("masknet", {"members": members, "passes": passes, "peel": peel})
 
 
 def test_masknets_separate_a_short_track_in_one_window_of_its_own_length():

@@ -267,9 +267,16 @@ MAX_MEMBERS = 16
 @dataclass(frozen=True)
 class MaskNetEnsembleConfig:
     members: tuple[MaskNetConfig, ...]
+    # the members of each pass (indices); () is one pass of every member
+    passes: tuple[tuple[int, ...], ...] = ()
+    # the stem each pass but the last takes out of what the next pass hears
+    peel: tuple[str, ...] = ()
 
     def to_dict(self) -> dict:
-        return {"members": [m.to_dict() for m in self.members]}
+        d: dict = {"members": [m.to_dict() for m in self.members]}
+        if self.passes:
+            d.update(passes=[list(p) for p in self.passes], peel=list(self.peel))
+        return d
 
 
 class MaskNetEnsemble(nn.Module):
@@ -281,13 +288,21 @@ class MaskNetEnsemble(nn.Module):
     stems still sum to the mixture. Members trained apart (other data, other runs) make errors that
     partly cancel in the mean; the mean mask is also less extreme where the members disagree, which
     is what a squared-error measure such as the SDR rewards on music none of them has heard.
+
+    With ``passes`` the members separate in turn instead of all at once: the first pass's members
+    separate the mixture and its estimate of the stem ``peel[0]`` is taken out; the next pass
+    separates what remains, its estimates of the stems already taken out are added to them and
+    taken out too, and so on; the last pass keeps every stem. A pass that no longer hears the
+    vocals separates the instruments better than one that has to share their bins with a voice
+    (model card, "Vocals first"). Each pass's stems sum to what it heard, so the stems still sum
+    to the mixture; the cost is that of one pass of every member when each member runs once.
     """
 
     track_normalize = False
     max_segment_samples = None
     variable_length = True
 
-    def __init__(self, members: list[MaskNet]) -> None:
+    def __init__(self, members: list[MaskNet], passes=(), peel=()) -> None:
         super().__init__()
         if not 1 <= len(members) <= MAX_MEMBERS:
             raise ModelError(f"a masknet ensemble has 1 to {MAX_MEMBERS} members, got {len(members)}")
@@ -305,10 +320,26 @@ class MaskNetEnsemble(nn.Module):
         self.segment_samples = members[0].segment_samples
         self.int8_float_modules = tuple(f"members.{i}.{name}" for i, m in enumerate(members)
                                         for name in m.int8_float_modules)
+        self._passes, self._peel = _checked_passes(passes, peel, len(members), self.sources)
+        self.config = MaskNetEnsembleConfig(self.config.members, self._passes, self._peel)
 
     def forward(self, mix: torch.Tensor) -> torch.Tensor:
-        lead = self.members[0]
-        lead.check_input(mix)
+        self.members[0].check_input(mix)
+        passes = self._passes or (tuple(range(len(self.members))),)
+        out: torch.Tensor | float = 0.0
+        taken: list[int] = []
+        for indices, stem in zip(passes, self._peel):
+            est = self._separate(mix, [self.members[j] for j in indices])
+            taken.append(self.sources.index(stem))
+            kept = torch.zeros_like(est)
+            kept[:, taken] = est[:, taken]
+            out = out + kept
+            mix = mix - kept.sum(dim=1)
+        return out + self._separate(mix, [self.members[j] for j in passes[-1]])
+
+    def _separate(self, mix: torch.Tensor, members: list[MaskNet]) -> torch.Tensor:
+        """One pass: the mean of ``members``' masks over one STFT of ``mix``."""
+        lead = members[0]
         length = mix.shape[-1]
         gain = lead.level_gain(mix)
         mix = lead.padded(mix)
@@ -316,7 +347,7 @@ class MaskNetEnsemble(nn.Module):
         # members that group the bins alike share their input features and add their masks
         # before the expansion back to every bin (a repetition, so linear): one of each per group
         groups: dict[tuple[int, int], list[MaskNet]] = {}
-        for member in self.members:
+        for member in members:
             groups.setdefault(member.compression, []).append(member)
         masks = None
         for group in groups.values():
@@ -326,7 +357,31 @@ class MaskNetEnsemble(nn.Module):
                 summed = summed + member.frame_probabilities(xt)
             expanded = group[0].expanded(summed)
             masks = expanded if masks is None else masks + expanded
-        return lead.waveforms(masks * (spec[:, None] / len(self.members)), mix.shape[-1])[..., :length]
+        return lead.waveforms(masks * (spec[:, None] / len(members)), mix.shape[-1])[..., :length]
+
+
+def _checked_passes(passes, peel, count: int, sources: tuple[str, ...]) -> tuple[tuple, tuple]:
+    """``passes`` as tuples of member indices and ``peel`` as stem names, or a :class:`ModelError`
+    saying what is wrong: every member in some pass, one stem taken out per pass but the last."""
+    if not passes:
+        if peel:
+            raise ModelError("masknet ensemble 'peel' needs 'passes'")
+        return (), ()
+    if not isinstance(passes, (list, tuple)) or not all(isinstance(p, (list, tuple)) and p for p in passes):
+        raise ModelError("masknet ensemble 'passes' must be a list of non-empty lists of member indices")
+    flat = [j for p in passes for j in p]
+    if not all(isinstance(j, int) and not isinstance(j, bool) and 0 <= j < count for j in flat):
+        raise ModelError(f"masknet ensemble 'passes' must hold member indices 0-{count - 1}, got {list(passes)}")
+    unused = sorted(set(range(count)) - set(flat))
+    if unused:
+        raise ModelError(f"masknet ensemble members {unused} are in no pass")
+    if not isinstance(peel, (list, tuple)) or len(peel) != len(passes) - 1:
+        raise ModelError(f"masknet ensemble 'peel' names one stem for each pass but the last "
+                         f"({len(passes) - 1}), got {peel!r}")
+    unknown = [s for s in peel if s not in sources]
+    if unknown or len(set(peel)) != len(peel):
+        raise ModelError(f"masknet ensemble 'peel' must name distinct stems of {list(sources)}, got {list(peel)}")
+    return tuple(tuple(p) for p in passes), tuple(peel)
 
 
 def _config(kwargs: dict) -> MaskNetConfig:
@@ -346,10 +401,11 @@ def from_reference_kwargs(kwargs: dict) -> MaskNet | MaskNetEnsemble:
     if "members" not in kwargs:
         return MaskNet(_config(kwargs))
     members = kwargs["members"]
-    if set(kwargs) != {"members"}:
-        raise ModelError(f"a masknet ensemble config has only 'members'; also got {sorted(set(kwargs) - {'members'})}")
+    extra = set(kwargs) - {"members", "passes", "peel"}
+    if extra:
+        raise ModelError(f"a masknet ensemble config has only 'members', 'passes' and 'peel'; also got {sorted(extra)}")
     if not isinstance(members, (list, tuple)) or not all(isinstance(m, dict) for m in members):
         raise ModelError("masknet 'members' must be a list of masknet configs (mappings)")
     if not 1 <= len(members) <= MAX_MEMBERS:
         raise ModelError(f"a masknet ensemble has 1 to {MAX_MEMBERS} members, got {len(members)}")
-    return MaskNetEnsemble([MaskNet(_config(m)) for m in members])
+    return MaskNetEnsemble([MaskNet(_config(m)) for m in members], kwargs.get("passes", ()), kwargs.get("peel", ()))
