@@ -293,9 +293,10 @@ class MaskNetEnsemble(nn.Module):
     separate the mixture and its estimate of the stem ``peel[0]`` is taken out; the next pass
     separates what remains, its estimates of the stems already taken out are added to them and
     taken out too, and so on; the last pass keeps every stem. A pass that no longer hears the
-    vocals separates the instruments better than one that has to share their bins with a voice
-    (model card, "Vocals first"). Each pass's stems sum to what it heard, so the stems still sum
-    to the mixture; the cost is that of one pass of every member when each member runs once.
+    voice has the instruments' bins to itself, but members with soft masks give the voice a share
+    of what remains too: whether it pays depends on the members (model card, "Vocals first").
+    Each pass's stems sum to what it heard, so the stems still sum to the mixture; the cost is
+    that of one pass of every member when each member runs once.
     """
 
     track_normalize = False
