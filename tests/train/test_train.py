@@ -237,6 +237,53 @@ def test_masknet_ensemble_separates_in_passes(tmp_path):
             model_from_config("masknet", {"members": members, "passes": passes, "peel": peel})
 
 
+def test_passes_cv_bench_scores_both_arms_and_applies_its_rule(tmp_path):
+    """benchmarks/bench_passes_cv.py on two folds of two tiny runs each: per fold, the one-pass arm is
+    the two models' ensemble, the two-pass arm the mean of both orders; the verdict follows the rule."""
+    import json
+
+    import numpy as np
+
+    from unbake.data.cache import AudioCache
+    from unbake.data.datasets import find_tracks, fold_split, load_tracks
+    from unbake.hub.architectures import model_from_config
+    from unbake.hub.checkpoint import load_state_strict
+    from unbake.models.masknet import MaskNetEnsemble
+    from unbake.train.loop import evaluate
+
+    for fold in (0, 1):
+        for seed in (3, 4):
+            cfg = tiny_config(tmp_path, seed=seed, data__folds=2, data__fold=fold, data__valid_count=0)
+            Trainer(config_from_dict(cfg), tmp_path / f"f{fold}_s{seed}").fit()
+    out = tmp_path / "cv.json"
+    repo = Path(__file__).resolve().parents[2]
+    proc = subprocess.run([sys.executable, str(repo / "benchmarks" / "bench_passes_cv.py"), "--runs",
+                           str(tmp_path / "f{fold}_s3"), str(tmp_path / "f{fold}_s4"), "--folds", "2",
+                           "--data", str(tmp_path / "data"), "--threads", "1", "--json", str(out)],
+                          capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(repo / "src")})
+    assert proc.returncode == 0, proc.stderr
+    figures = json.loads(out.read_text())
+    # fold 1 again, here: the one-pass arm is the ensemble of the two runs' last states
+    models = []
+    for seed in (3, 4):
+        state = read_state(tmp_path / f"f1_s{seed}" / STATE_NAME)
+        model = model_from_config(state["architecture"], state["model_config"])
+        load_state_strict(model, state["model"], "test")
+        models.append(model.eval())
+    _, held_out = fold_split(find_tracks(tmp_path / "data"), 2, 1)
+    tracks = load_tracks(held_out, tuple(models[0].sources), SR, AudioCache(tmp_path / "cache2"))
+    with torch.no_grad():
+        one = evaluate(MaskNetEnsemble(models).eval(), tracks, tuple(models[0].sources))["stems"]
+    assert figures["folds"]["1"]["one"] == pytest.approx(one, abs=1e-4)
+    diffs = [np.mean(list(figures["folds"][f]["two"].values())) - np.mean(list(figures["folds"][f]["one"].values()))
+             for f in ("0", "1")]
+    assert figures["gain"] == pytest.approx(np.mean(diffs), abs=1e-9)
+    assert figures["stderr"] == pytest.approx(np.std(diffs, ddof=1) / np.sqrt(2), abs=1e-9)
+    wins = figures["gain"] > 0 and figures["gain"] > figures["stderr"]
+    assert figures["verdict"] == ("two passes" if wins else "one pass")
+    assert f"by the rule, {figures['verdict']}" in proc.stdout
+
+
 def test_masknets_separate_a_short_track_in_one_window_of_its_own_length():
     """A masknet (or ensemble) is never fed silence past a track's end: a track shorter than the
     segment is separated exactly as the model's own forward pass over the whole track."""
