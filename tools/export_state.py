@@ -25,6 +25,9 @@ input contributes its members, so a member is added to the shipped ensemble with
     PYTHONPATH=src python tools/export_state.py src/unbake/weights/unbake_small.pt runs/cand/new.pt OUT.pt \
         --ensemble --selection "shipped ensemble + member R (rule fixed in advance)"
 
+An ensemble separates in passes with ``--passes 0,1,2/3,4,5 --peel vocals`` (members 0-2 take the
+vocals out, 3-5 separate what remains; model card, "Vocals first"); ``--passes ""`` returns it to one.
+
 A run's ``best_model.pt`` is the checkpoint that scored best on the run's validation tracks: once
 picked that way, those tracks no longer measure it fairly. Exporting a state chosen by a rule
 fixed beforehand (e.g. the last step) keeps them held out.
@@ -116,12 +119,14 @@ def main() -> None:
                          "tools/training_level.py prints the level a recipe trained at")
     ap.add_argument("--passes", type=_passes, default=None, metavar="0,1,2/3,4,5",
                     help="masknet ensembles: separate in passes, the member indices of each pass "
-                         "separated by '/' ('' : one pass of every member)")
+                         "separated by '/' ('': one pass of every member)")
     ap.add_argument("--peel", nargs="*", default=None, metavar="STEM",
                     help="with --passes: the stem each pass but the last takes out of what the next hears")
     args = ap.parse_args()
-    if (args.passes is None) != (args.peel is None):
-        ap.error("--passes and --peel go together")
+    if args.peel is not None and args.passes is None:
+        ap.error("--peel needs --passes")
+    if args.passes and args.peel is None:
+        ap.error("--passes needs --peel: the stem each pass but the last takes out")
     if args.float32 and args.int8:
         ap.error("--float32 and --int8 exclude each other")
     if len(args.state) > 1 and not (args.average or args.ensemble):
@@ -129,6 +134,7 @@ def main() -> None:
     if args.average and args.ensemble:
         ap.error("--average and --ensemble exclude each other")
 
+    from unbake.errors import ModelError
     from unbake.hub.architectures import model_from_config
     from unbake.hub.checkpoint import load_state_strict, save_checkpoint
 
@@ -146,7 +152,10 @@ def main() -> None:
             ap.error("--passes is a setting of masknet ensembles (--ensemble, or an ensemble given)")
         cfg_ = {k: v for k, v in state["model_config"].items() if k not in ("passes", "peel")}
         state = {**state, "model_config": {**cfg_, **({"passes": args.passes, "peel": args.peel} if args.passes else {})}}
-    model = model_from_config(state["architecture"], state["model_config"])
+    try:
+        model = model_from_config(state["architecture"], state["model_config"])
+    except ModelError as exc:
+        ap.error(str(exc))
     load_state_strict(model, state["model"], args.state[-1])
     cfg = state["config"]
     # one checkpoint re-exported (another storage, passes, level) keeps what its metadata says

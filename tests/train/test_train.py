@@ -830,6 +830,20 @@ def test_export_state_tool_writes_a_loadable_checkpoint(tmp_path):
     again = unbake.load_model(str(levelled))
     assert [m.config.input_rms for m in again.members] == [0.1] * 3 and read_blob(levelled)["meta"]["input_rms"] == 0.1
     assert_same_weights(weights(again), weights(ens))
+    # --passes/--peel: the same weights separating in passes, the metadata kept; "" is one pass again
+    passed, back = tmp_path / "passed.pt", tmp_path / "back.pt"
+    for args in ((str(levelled), str(passed), "--passes", "0,2/1", "--peel", "vocals"), (str(passed), str(back), "--passes", "")):
+        proc = subprocess.run([sys.executable, str(REPO / "tools" / "export_state.py"), *args, "--selection", "p",
+                               "--float32"], env=_cli_env(), capture_output=True, text=True)
+        assert proc.returncode == 0, proc.stderr
+    two = unbake.load_model(str(passed))
+    assert two.config.passes == ((0, 2), (1,)) and two.config.peel == ("vocals",)
+    assert read_blob(passed)["meta"]["input_rms"] == 0.1 and "passes" not in read_blob(back)["config"]
+    assert_same_weights(weights(two), weights(again))
+    proc = subprocess.run([sys.executable, str(REPO / "tools" / "export_state.py"), str(levelled), str(tmp_path / "x.pt"),
+                           "--passes", "0/1", "--peel", "vocals", "--selection", "p"], env=_cli_env(),
+                          capture_output=True, text=True)
+    assert proc.returncode != 0 and "members [2] are in no pass" in proc.stderr and not (tmp_path / "x.pt").exists()
 
 
 def test_training_level_tool_reports_the_samplers_level(tmp_path):
