@@ -195,6 +195,30 @@ def test_ctrl_c_prints_one_line_exits_130_and_leaves_nothing(tmp_path, mix):
     assert not work.exists() or not any(work.iterdir())
 
 
+def test_ctrl_c_that_the_decoding_swallows_still_stops_the_command(tmp_path, wav_file, monkeypatch):
+    """A C extension that runs Python code in a callback that cannot raise drops the
+    KeyboardInterrupt raised there (PyAV while decoding, now and then): the command still stops
+    at its next progress report, exits 130 and leaves nothing."""
+    import importlib
+
+    sep = importlib.import_module("unbake.separate")  # the module, not the function of that name
+    decode = sep._track_from_file
+
+    def swallowing(*args, **kwargs):
+        try:
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(1)  # the handler runs here, and its KeyboardInterrupt is dropped
+        except KeyboardInterrupt:
+            pass
+        return decode(*args, **kwargs)
+
+    monkeypatch.setattr(sep, "_track_from_file", swallowing)
+    res = CliRunner().invoke(app, ["separate", str(wav_file), "-o", str(tmp_path / "out"), "-n", "center"])
+    assert res.exit_code == 130 and _errors(res.output) == ["error: interrupted"], res.output
+    assert not (tmp_path / "out").exists()
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # put back after the command
+
+
 def test_sigkill_leftovers_removed_by_the_next_command(tmp_path, mix):
     proc, work = _start_separation(tmp_path, mix)
     proc.kill()

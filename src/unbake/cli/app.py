@@ -5,10 +5,11 @@ Only the CLI turns errors into messages and exit codes; it imports nothing heavy
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import sys
-from typing import Callable
+from typing import Callable, Iterator
 
 import typer
 from rich.console import Console
@@ -64,7 +65,10 @@ def handle_errors(func: Callable) -> Callable:
         from ..errors import UnbakeError
 
         try:
-            return func(*args, **kwargs)
+            with _ctrl_c_remembered():
+                result = func(*args, **kwargs)
+                raise_if_interrupted()
+            return result
         except UnbakeError as exc:
             fail(_escape(error_text(exc)), getattr(exc, "exit_code", 1))
         except OSError as exc:
@@ -73,6 +77,42 @@ def handle_errors(func: Callable) -> Callable:
             fail("interrupted", 130)
 
     return wrapper
+
+
+_ctrl_c: list[int] = []  # a Ctrl-C the running command received
+
+
+def _on_ctrl_c(signum, frame) -> None:
+    _ctrl_c.append(signum)
+    raise KeyboardInterrupt
+
+
+@contextlib.contextmanager
+def _ctrl_c_remembered() -> Iterator[None]:
+    """Ctrl-C raises KeyboardInterrupt as always, and is remembered meanwhile: a C extension that
+    runs Python code in a callback that cannot raise drops a KeyboardInterrupt raised there (PyAV
+    while it decodes, now and then), and the work would go on to the end; commands call
+    :func:`raise_if_interrupted` as they go (each progress report) and once they are done. A
+    process that ignores Ctrl-C (started in the background) keeps ignoring it."""
+    import signal
+    import threading
+
+    _ctrl_c.clear()
+    if threading.current_thread() is not threading.main_thread() or \
+            signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
+        yield
+        return
+    signal.signal(signal.SIGINT, _on_ctrl_c)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
+def raise_if_interrupted() -> None:
+    """Raise KeyboardInterrupt again if Ctrl-C came and something swallowed it."""
+    if _ctrl_c:
+        raise KeyboardInterrupt
 
 
 def _escape(text: str) -> str:

@@ -15,7 +15,7 @@ from typing import Any, Callable, List, Optional
 
 import typer
 
-from .app import _escape, app, console, error_text, handle_errors, make_progress, out
+from .app import _escape, app, console, error_text, handle_errors, make_progress, out, raise_if_interrupted
 
 
 @dataclass(frozen=True)
@@ -191,11 +191,12 @@ def _separate_all(inputs: list[Path], outdir: Path, runner, request, analyzer=No
     failures = 0
     with make_progress() as progress:
         for path in inputs:
+            raise_if_interrupted()
             task = progress.add_task(_short_name(path), total=1.0)
             try:
                 _warn_if_long(path, runner, request)
                 targets = separate_file(path, outdir, runner, request=request, analyzer=analyzer,
-                                        progress=lambda f, t=task: progress.update(t, completed=f))
+                                        progress=lambda f, t=task: _report(progress, t, f))
                 progress.update(task, completed=1.0)
                 folder = sorted({str(p.parent) for p in targets.values()})
                 console.print(f"[green]done[/] {_escape(str(path))} -> {_escape(', '.join(folder))}", highlight=False)
@@ -204,6 +205,11 @@ def _separate_all(inputs: list[Path], outdir: Path, runner, request, analyzer=No
                 failures += 1
                 console.print(f"[bold red]error:[/] {_escape(error_text(exc))}", highlight=False)
     return failures
+
+
+def _report(progress, task, fraction: float) -> None:
+    raise_if_interrupted()  # a Ctrl-C that the decoding swallowed stops the separation here
+    progress.update(task, completed=fraction)
 
 
 # Inputs longer than this get a warning with the temporary disk space they need.
