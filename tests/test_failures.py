@@ -195,10 +195,11 @@ def test_ctrl_c_prints_one_line_exits_130_and_leaves_nothing(tmp_path, mix):
     assert not work.exists() or not any(work.iterdir())
 
 
-def test_ctrl_c_that_the_decoding_swallows_still_stops_the_command(tmp_path, wav_file, monkeypatch):
-    """A C extension that runs Python code in a callback that cannot raise drops the
-    KeyboardInterrupt raised there (PyAV while decoding, now and then): the command still stops
-    at its next progress report, exits 130 and leaves nothing."""
+@pytest.mark.parametrize("becomes", [None, TypeError])
+def test_ctrl_c_that_the_decoding_swallows_still_stops_the_command(tmp_path, wav_file, monkeypatch, becomes):
+    """A C extension that runs Python code where it cannot raise drops the KeyboardInterrupt
+    raised there (PyAV while decoding, now and then) or turns it into another error (numpy's
+    ``tofile``: a TypeError): the command still stops, exits 130 and leaves nothing."""
     import importlib
 
     sep = importlib.import_module("unbake.separate")  # the module, not the function of that name
@@ -209,7 +210,8 @@ def test_ctrl_c_that_the_decoding_swallows_still_stops_the_command(tmp_path, wav
             os.kill(os.getpid(), signal.SIGINT)
             time.sleep(1)  # the handler runs here, and its KeyboardInterrupt is dropped
         except KeyboardInterrupt:
-            pass
+            if becomes is not None:
+                raise becomes("expected str, bytes or os.PathLike object, not BufferedWriter") from None
         return decode(*args, **kwargs)
 
     monkeypatch.setattr(sep, "_track_from_file", swallowing)

@@ -66,7 +66,11 @@ def handle_errors(func: Callable) -> Callable:
 
         try:
             with _ctrl_c_remembered():
-                result = func(*args, **kwargs)
+                try:
+                    result = func(*args, **kwargs)
+                except Exception:
+                    raise_if_interrupted()  # an error that a Ctrl-C turned into another is the Ctrl-C
+                    raise
                 raise_if_interrupted()
             return result
         except UnbakeError as exc:
@@ -90,10 +94,11 @@ def _on_ctrl_c(signum, frame) -> None:
 @contextlib.contextmanager
 def _ctrl_c_remembered() -> Iterator[None]:
     """Ctrl-C raises KeyboardInterrupt as always, and is remembered meanwhile: a C extension that
-    runs Python code in a callback that cannot raise drops a KeyboardInterrupt raised there (PyAV
-    while it decodes, now and then), and the work would go on to the end; commands call
-    :func:`raise_if_interrupted` as they go (each progress report) and once they are done. A
-    process that ignores Ctrl-C (started in the background) keeps ignoring it."""
+    runs Python code where it cannot raise drops a KeyboardInterrupt raised there, or turns it into
+    another error (PyAV while it decodes, numpy's ``tofile``), and the work would go on to the end
+    or fail with a traceback; commands call :func:`raise_if_interrupted` as they go (each progress
+    report) and once they are done, and any error that follows a Ctrl-C is reported as the Ctrl-C.
+    A process that ignores Ctrl-C (started in the background) keeps ignoring it."""
     import signal
     import threading
 

@@ -84,7 +84,9 @@ class RawFileWriter:
         if block.shape[1] == 0:
             return
         self.peak = max(self.peak, float(np.abs(block).max()))
-        np.ascontiguousarray(block.T).tofile(self._fh)
+        # the file object's own write: ndarray.tofile calls the file's Python methods from C, and
+        # a Ctrl-C landing in one of them comes out as a TypeError, or not at all
+        self._fh.write(memoryview(np.ascontiguousarray(block.T).reshape(-1)))
         self.length += block.shape[1]
 
     def close(self) -> None:
