@@ -35,14 +35,13 @@ def last_state(run: Path) -> dict:
     return state
 
 
-def fold_scores(runs: list[Path]) -> tuple[list[dict], dict, list[str]]:
-    """Per-stem mean uSDR of each run and of their ensemble on the runs' held-out tracks."""
+def fold_setup(runs: list[Path]) -> tuple[list[torch.nn.Module], list, tuple[str, ...]]:
+    """The runs' models at their schedules' last step, the held-out tracks the runs share, and
+    their stems."""
     from unbake.data.cache import AudioCache
     from unbake.data.datasets import load_tracks
-    from unbake.engine import apply_model
     from unbake.hub.architectures import model_from_config
     from unbake.hub.checkpoint import load_state_strict
-    from unbake.metrics.sdr import usdr
     from unbake.train.config import TrainConfig
     from unbake.train.loop import split_data
 
@@ -60,6 +59,15 @@ def fold_scores(runs: list[Path]) -> tuple[list[dict], dict, list[str]]:
         model = model_from_config(st["architecture"], st["model_config"])
         load_state_strict(model, st["model"], str(run))
         models.append(model.eval())
+    return models, tracks, sources
+
+
+def fold_scores(runs: list[Path]) -> tuple[list[dict], dict, list[str]]:
+    """Per-stem mean uSDR of each run and of their ensemble on the runs' held-out tracks."""
+    from unbake.engine import apply_model
+    from unbake.metrics.sdr import usdr
+
+    models, tracks, sources = fold_setup(runs)
     per_run = [{s: [] for s in sources} for _ in runs]
     ens = {s: [] for s in sources}
     for track in tracks:

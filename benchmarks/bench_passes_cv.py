@@ -1,7 +1,8 @@
 """5-fold A/B of a two-model masknet ensemble separating in one pass or in two ("vocals first").
 
 For each fold, two models trained apart on the fold's training tracks (two runs of one k-fold config
-with different seeds, each at its schedule's last step) separate the fold's held-out tracks:
+with different seeds, each at its schedule's last step: ``bench_ensemble_cv.fold_setup``) separate
+the fold's held-out tracks:
 
 - one pass: their masks averaged over one STFT (``MaskNetEnsemble([a, b])``);
 - two passes: one model separates the mixture and its vocals are taken out, the other separates
@@ -11,7 +12,7 @@ Both arms run each model once per window. Prints the per-fold uSDR (dB) of each 
 difference d_F (two passes - one pass), its mean, std and std/sqrt(folds), and the decision of the
 rule in ``configs/cv/fold0_vocals_first.yaml``.
 
-    PYTHONPATH=src python benchmarks/bench_passes_cv.py [--runs A B] [--folds 5] [--threads 2] [--json F]
+    PYTHONPATH=src python benchmarks/bench_passes_cv.py [--runs A B] [--folds 0 1 2 3 4] [--threads 2] [--json F]
 
 Run by hand; never part of the test suite.
 """
@@ -20,65 +21,41 @@ from __future__ import annotations
 
 import argparse
 import json
-import tempfile
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from bench_default_model import DEFAULT_DATA
+from bench_ensemble_cv import fold_setup
 
 RUNS = ("runs/cv/fold{fold}_real_level", "runs/cv/fold{fold}_real_level_s43")
-
-
-def last_state_model(run_dir: Path, fold: int):
-    """The model of a finished k-fold run (its state at the schedule's last step) and its config."""
-    from unbake.hub.architectures import model_from_config
-    from unbake.hub.checkpoint import load_state_strict
-    from unbake.train.loop import STATE_NAME, read_state
-
-    state = read_state(run_dir / STATE_NAME)
-    cfg = state["config"]
-    if state["step"] != cfg["optim"]["steps"] or cfg["data"]["fold"] != fold:
-        raise SystemExit(f"{run_dir}: step {state['step']} of {cfg['optim']['steps']}, fold {cfg['data']['fold']}: "
-                         f"not fold {fold}'s finished run")
-    model = model_from_config(state["architecture"], state["model_config"])
-    load_state_strict(model, state["model"], str(run_dir))
-    return model.eval(), cfg
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--runs", nargs=2, default=RUNS, metavar=("A", "B"),
                     help="the two runs of a fold; {fold} stands for the fold number")
-    ap.add_argument("--folds", type=int, default=5)
-    ap.add_argument("--data", default=DEFAULT_DATA)
+    ap.add_argument("--folds", nargs="+", type=int, default=[0, 1, 2, 3, 4])
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--json", help="also write the per-fold figures here")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
 
-    from unbake.data.cache import AudioCache
-    from unbake.data.datasets import find_tracks, fold_split, load_tracks
     from unbake.models.masknet import MaskNetEnsemble
     from unbake.train.loop import evaluate
 
     rows = {}
-    with tempfile.TemporaryDirectory() as tmp:
-        for fold in range(args.folds):
-            (a, cfg), (b, _) = (last_state_model(Path(r.format(fold=fold)), fold) for r in args.runs)
-            sources = tuple(a.sources)
-            _, held_out = fold_split(find_tracks(args.data), args.folds, fold)
-            tracks = load_tracks(held_out, sources, a.samplerate, AudioCache(Path(tmp)))
-            with torch.inference_mode():
-                one = evaluate(MaskNetEnsemble([a, b]).eval(), tracks, sources)["stems"]
-                orders = [evaluate(MaskNetEnsemble(pair, [[0], [1]], ["vocals"]).eval(), tracks, sources)["stems"]
-                          for pair in ([a, b], [b, a])]
-            two = {s: float(np.mean([o[s] for o in orders])) for s in sources}
-            rows[fold] = {"one": one, "two": two, "tracks": len(tracks)}
-            print(f"fold {fold} ({len(tracks)} tracks): one pass {np.mean(list(one.values())):.3f}, "
-                  f"two passes {np.mean(list(two.values())):.3f} (orders "
-                  + " / ".join(f"{np.mean(list(o.values())):.3f}" for o in orders) + ")", flush=True)
+    for fold in args.folds:
+        (a, b), tracks, sources = fold_setup([Path(r.format(fold=fold)) for r in args.runs])
+        with torch.inference_mode():
+            one = evaluate(MaskNetEnsemble([a, b]).eval(), tracks, sources)["stems"]
+            orders = [evaluate(MaskNetEnsemble(pair, [[0], [1]], ["vocals"]).eval(), tracks, sources)["stems"]
+                      for pair in ([a, b], [b, a])]
+        two = {s: float(np.mean([o[s] for o in orders])) for s in sources}
+        rows[fold] = {"one": one, "two": two, "tracks": len(tracks)}
+        print(f"fold {fold} ({len(tracks)} tracks): one pass {np.mean(list(one.values())):.3f}, "
+              f"two passes {np.mean(list(two.values())):.3f} (orders "
+              + " / ".join(f"{np.mean(list(o.values())):.3f}" for o in orders) + ")", flush=True)
 
     cols = list(sources) + ["mean"]
 

@@ -11,15 +11,12 @@ Prints the median seconds per step of each and their ratio. Run by hand; never p
 from __future__ import annotations
 
 import argparse
-import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).parent))
-from bench_default_model import cpu_description  # noqa: E402
+from bench_default_model import cpu_description
 
 
 def main() -> None:

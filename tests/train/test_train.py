@@ -258,8 +258,8 @@ def test_passes_cv_bench_scores_both_arms_and_applies_its_rule(tmp_path):
     out = tmp_path / "cv.json"
     repo = Path(__file__).resolve().parents[2]
     proc = subprocess.run([sys.executable, str(repo / "benchmarks" / "bench_passes_cv.py"), "--runs",
-                           str(tmp_path / "f{fold}_s3"), str(tmp_path / "f{fold}_s4"), "--folds", "2",
-                           "--data", str(tmp_path / "data"), "--threads", "1", "--json", str(out)],
+                           str(tmp_path / "f{fold}_s3"), str(tmp_path / "f{fold}_s4"), "--folds", "0", "1",
+                           "--threads", "1", "--json", str(out)],
                           capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(repo / "src")})
     assert proc.returncode == 0, proc.stderr
     figures = json.loads(out.read_text())

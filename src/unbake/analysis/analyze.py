@@ -9,7 +9,8 @@ Method
 * **Tempo**: librosa's spectral-flux onset envelope, its tempogram with a log-normal tempo prior,
   then Ellis's dynamic-programming beat tracker (:mod:`.beats`, as librosa runs it) locked to
   that tempo. The reported BPM is refined from the tracked beats (least-squares line through
-  sub-frame beat times), because the tempogram alone is quantised to whole autocorrelation lags (about +-2 BPM at 140 BPM).
+  sub-frame beat times), because the tempogram alone is quantised to whole autocorrelation lags
+  (about +-2 BPM at 140 BPM).
 * **Octave errors** (reporting half or double the tempo) are the usual failure of tempo
   estimators: a periodic pulse correlates with itself at every multiple of its period, so the
   evidence for 70 and 140 BPM is nearly the same for a 140 BPM song. The guard is the prior

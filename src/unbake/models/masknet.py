@@ -314,29 +314,29 @@ class MaskNetEnsemble(nn.Module):
                 raise ModelError(f"masknet ensemble member {i} differs from member 0 in {differ}: "
                                  f"the members share one STFT, so {list(_SHARED)} must be equal")
         self.members = nn.ModuleList(members)
-        self.config = MaskNetEnsembleConfig(tuple(m.config for m in members))
+        self.config = MaskNetEnsembleConfig(tuple(m.config for m in members),
+                                            *_checked_passes(passes, peel, len(members), first.sources))
         self.sources = members[0].sources
         self.samplerate = members[0].samplerate
         self.audio_channels = members[0].audio_channels
         self.segment_samples = members[0].segment_samples
         self.int8_float_modules = tuple(f"members.{i}.{name}" for i, m in enumerate(members)
                                         for name in m.int8_float_modules)
-        self._passes, self._peel = _checked_passes(passes, peel, len(members), self.sources)
-        self.config = MaskNetEnsembleConfig(self.config.members, self._passes, self._peel)
 
     def forward(self, mix: torch.Tensor) -> torch.Tensor:
         self.members[0].check_input(mix)
-        passes = self._passes or (tuple(range(len(self.members))),)
-        out: torch.Tensor | float = 0.0
+        passes = self.config.passes or (tuple(range(len(self.members))),)
+        out = None  # the stems taken out so far
         taken: list[int] = []
-        for indices, stem in zip(passes, self._peel):
+        for indices, stem in zip(passes, self.config.peel):
             est = self._separate(mix, [self.members[j] for j in indices])
             taken.append(self.sources.index(stem))
             kept = torch.zeros_like(est)
             kept[:, taken] = est[:, taken]
-            out = out + kept
+            out = kept if out is None else out + kept
             mix = mix - kept.sum(dim=1)
-        return out + self._separate(mix, [self.members[j] for j in passes[-1]])
+        est = self._separate(mix, [self.members[j] for j in passes[-1]])
+        return est if out is None else out + est
 
     def _separate(self, mix: torch.Tensor, members: list[MaskNet]) -> torch.Tensor:
         """One pass: the mean of ``members``' masks over one STFT of ``mix``."""
