@@ -157,9 +157,9 @@ def analysis_mono(audio: np.ndarray, sample_rate: int) -> np.ndarray:
 
 def onset_envelope(mono: np.ndarray, *, hop: int = ONSET_HOP) -> np.ndarray:
     """Spectral-flux onset strength ``(frames,)`` of mono audio at :data:`ANALYSIS_RATE_HZ`."""
-    librosa = librosa_module()
-    return librosa.onset.onset_strength(y=np.asarray(mono, np.float32), sr=ANALYSIS_RATE_HZ,
-                                        hop_length=hop)
+    from .features import onset_strength
+
+    return onset_strength(np.asarray(mono, np.float32), ANALYSIS_RATE_HZ, hop)
 
 
 def _peak_offset(y: np.ndarray, i: int) -> float:
@@ -188,7 +188,7 @@ def estimate_tempo(mono: np.ndarray, *, prior_bpm: float = 120.0,
     See the module docstring for the method and the octave-error guard. ``bpm`` is NaN when
     fewer than :data:`MIN_BEATS` beats are found (silence, a drone).
     """
-    librosa = librosa_module()
+    from .features import tempo
 
     lo, hi = bpm_range
     if not 0 < lo < hi:
@@ -198,8 +198,7 @@ def estimate_tempo(mono: np.ndarray, *, prior_bpm: float = 120.0,
         return float("nan"), np.zeros(0)
     fps = ANALYSIS_RATE_HZ / ONSET_HOP
     # librosa's prior: a Gaussian in log2(bpm) around prior_bpm, one octave wide
-    coarse = float(librosa.feature.tempo(onset_envelope=env, sr=ANALYSIS_RATE_HZ, hop_length=ONSET_HOP,
-                                         start_bpm=prior_bpm, std_bpm=1.0, max_tempo=hi)[0])
+    coarse = float(tempo(env, ANALYSIS_RATE_HZ, ONSET_HOP, start_bpm=prior_bpm, std_bpm=1.0, max_tempo=hi)[0])
     coarse = _fold(coarse, lo, hi)
     frames = _track(env, coarse)
     if coarse > prior_bpm and coarse / 2 >= lo and len(frames) >= 8:
@@ -253,17 +252,16 @@ def track_beats(mono: np.ndarray, *, prior_bpm: float = 120.0) -> tuple[np.ndarr
     """Beats of mono audio at :data:`ANALYSIS_RATE_HZ` following a changing tempo (method:
     :mod:`.tempo`):
     ``(beat times (n,) s, tempo curve [(time s, BPM)])`` (empty when no beat is found)."""
-    librosa = librosa_module()
     from scipy.ndimage import median_filter
 
     from .beats import beat_frames
+    from .features import tempo
 
     env = onset_envelope(mono)
     if not np.any(env > 0):
         return np.zeros(0), []
     fps = ANALYSIS_RATE_HZ / ONSET_HOP
-    local = librosa.feature.tempo(onset_envelope=env, sr=ANALYSIS_RATE_HZ, hop_length=ONSET_HOP, aggregate=None,
-                                  start_bpm=prior_bpm, std_bpm=1.0, ac_size=4.0)
+    local = tempo(env, ANALYSIS_RATE_HZ, ONSET_HOP, start_bpm=prior_bpm, std_bpm=1.0, ac_size_s=4.0, per_frame=True)
     local = median_filter(np.asarray(local, float), size=max(1, int(TEMPO_SMOOTH_S * fps)) | 1, mode="nearest")
     frames = beat_frames(env, local, fps, tightness=100, trim=True)
     beats = np.array([max((f + _peak_offset(env, f)) / fps - ONSET_LATENCY_S, 0.0) for f in frames])
@@ -315,11 +313,11 @@ def estimate_key(mono: np.ndarray) -> tuple[Key, float, dict[str, float]]:
     Returns ``(key, confidence, {key name: correlation})``; confidence is the winning Pearson
     correlation (0 when the chroma is flat).
     """
-    librosa = librosa_module()
+    from .features import chroma_cqt
+
     # unnormalised frames: loud passages weigh more than quiet ones, and silence (which a
     # per-frame normalisation would blow up to noise) weighs nothing
-    chroma = librosa.feature.chroma_cqt(y=np.asarray(mono, np.float32), sr=ANALYSIS_RATE_HZ,
-                                        hop_length=CHROMA_HOP, norm=None)
+    chroma = chroma_cqt(np.asarray(mono, np.float32), ANALYSIS_RATE_HZ, CHROMA_HOP, norm=None)
     profile = chroma.mean(axis=1)
     return key_from_chroma(profile)
 

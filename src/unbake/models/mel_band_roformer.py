@@ -15,6 +15,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..analysis.features import mel_filterbank
 from ..errors import ConfigError
 from ._roformer_blocks import (
     COMMON_OPTIONS, BandSplit, MaskEstimator, RoformerBase, RoformerConfig, build_layers, config_kwargs,
@@ -39,45 +40,8 @@ REFERENCE_KWARGS: dict[str, Any] = {
 
 
 # --- mel filterbank -------------------------------------------------------------------------------
-# The band layout is fixed by librosa.filters.mel (Slaney scale, Slaney area normalisation). It is
-# computed here in a few lines of numpy so that librosa (and its numba/scipy stack) is not needed
-# at run time just to build a 60 x 1025 table; the test checks equality with librosa.
-
-def _hz_to_mel(hz: np.ndarray) -> np.ndarray:
-    f_sp = 200.0 / 3
-    mels = hz / f_sp
-    min_log_hz, min_log_mel, logstep = 1000.0, 1000.0 / f_sp, np.log(6.4) / 27.0
-    log_region = hz >= min_log_hz
-    mels[log_region] = min_log_mel + np.log(hz[log_region] / min_log_hz) / logstep
-    return mels
-
-
-def _mel_to_hz(mels: np.ndarray) -> np.ndarray:
-    f_sp = 200.0 / 3
-    hz = f_sp * mels
-    min_log_hz, min_log_mel, logstep = 1000.0, 1000.0 / f_sp, np.log(6.4) / 27.0
-    log_region = mels >= min_log_mel
-    hz[log_region] = min_log_hz * np.exp(logstep * (mels[log_region] - min_log_mel))
-    return hz
-
-
-def mel_filterbank(sample_rate_hz: float, n_fft: int, n_mels: int) -> np.ndarray:
-    """``(n_mels, n_fft // 2 + 1)`` float32, equal to ``librosa.filters.mel(sr=, n_fft=, n_mels=)``."""
-    fft_freqs = np.fft.rfftfreq(n=n_fft, d=1.0 / sample_rate_hz)
-    mel_edges = np.linspace(_hz_to_mel(np.array([0.0]))[0],
-                            _hz_to_mel(np.array([sample_rate_hz / 2.0]))[0], n_mels + 2)
-    mel_f = _mel_to_hz(mel_edges)
-    fdiff = np.diff(mel_f)
-    ramps = np.subtract.outer(mel_f, fft_freqs)
-    weights = np.zeros((n_mels, 1 + n_fft // 2), dtype=np.float32)
-    for i in range(n_mels):
-        lower = -ramps[i] / fdiff[i]
-        upper = ramps[i + 2] / fdiff[i + 1]
-        weights[i] = np.maximum(0, np.minimum(lower, upper))
-    enorm = 2.0 / (mel_f[2: n_mels + 2] - mel_f[:n_mels])
-    weights *= enorm[:, np.newaxis]
-    return weights
-
+# The band layout is fixed by librosa.filters.mel (Slaney scale, Slaney area normalisation), computed
+# in numpy by unbake.analysis.features (librosa is not needed at run time for a 60 x 1025 table).
 
 def mel_band_masks(sample_rate_hz: float, n_fft: int, num_bands: int) -> np.ndarray:
     """``(k, f)`` bool: which STFT bins each band covers (nonzero filter weight).

@@ -15,6 +15,7 @@ harmonic change (chords change on bar lines), both standardised over the beats.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Mapping
 
@@ -108,17 +109,35 @@ def _start_worker() -> None:
 
 
 def _warm_up() -> None:
-    """Import and compile what :func:`tags_from_stems` uses (librosa, its numba kernels, the
-    constant-Q filters) by analysing a few seconds of generated clicks and a tone."""
-    from ..analysis.analyze import ANALYSIS_RATE_HZ
+    """Import what :func:`tags_from_stems` uses (the analysis modules, ``scipy.fft``, soxr), so
+    that the first analysis starts at once."""
+    import scipy.fft  # noqa: F401
+    import soxr  # noqa: F401
 
-    sr = ANALYSIS_RATE_HZ
-    t = np.arange(int(MIN_ANALYSIS_S * 2 * sr)) / sr
-    clicks = (np.sin(2 * np.pi * 2 * t) > 0.95) * np.sin(2 * np.pi * 1000 * t)
+    from ..analysis import analyze, beats, features  # noqa: F401
+
+
+_THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+
+
+@contextlib.contextmanager
+def _one_thread_each():
+    """The environment a worker process is started in: its numerical libraries (BLAS, OpenMP)
+    read their thread counts when they load, and a second thread of theirs would only compete
+    with the separation for the cores; settings the user made are kept."""
+    import os
+
+    saved = {name: os.environ.get(name) for name in _THREAD_VARIABLES}
+    for name in _THREAD_VARIABLES:
+        os.environ.setdefault(name, "1")
     try:
-        tags_from_stems({"drums": clicks, "pitched": 0.3 * np.sin(2 * np.pi * 220 * t)}, sr)
-    except Exception:  # noqa: BLE001 - a warm-up only; the real analysis reports its own errors
-        logging.getLogger(__name__).debug("analysis warm-up failed", exc_info=True)
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
 
 
 class TagWorker:
@@ -142,7 +161,8 @@ class TagWorker:
         # spawn: a fresh interpreter, safe whatever threads this process has started
         self._pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"),
                                          initializer=_start_worker)
-        self._pool.submit(int)  # starts the worker now, not at the first analysis
+        with _one_thread_each():
+            self._pool.submit(int)  # starts the worker now, not at the first analysis
         self._pending: tuple | None = None  # (mixture source, excerpt_s, future of its rhythm)
 
     def prepare(self, sources: Mapping, sample_rate: int, *, excerpt_s: float = ANALYSIS_EXCERPT_S) -> None:
@@ -297,17 +317,17 @@ def extend_grid(beats_s: np.ndarray, period_s: float, span_start_s: float, span_
 def downbeat_phase(mono: np.ndarray, beats_s: np.ndarray, beats_per_bar: int = BEATS_PER_BAR) -> int:
     """Which of the beats (0..beats_per_bar-1, counted from the first) fall on the bar line, for
     mono audio at the analysis rate; see the module docstring for the rule."""
-    from ..analysis.analyze import ANALYSIS_RATE_HZ, CHROMA_HOP, ONSET_HOP, librosa_module
+    from ..analysis.analyze import ANALYSIS_RATE_HZ, CHROMA_HOP, ONSET_HOP
+    from ..analysis.features import chroma_cqt, onset_strength, sync_mean
 
-    librosa = librosa_module()
     sr = ANALYSIS_RATE_HZ
     y = np.asarray(mono, np.float32)
-    low = librosa.onset.onset_strength(y=y, sr=sr, hop_length=ONSET_HOP, n_mels=16, fmax=180.0)
+    low = onset_strength(y, sr, ONSET_HOP, n_mels=16, fmax_hz=180.0)
     beat_frames = np.round(np.asarray(beats_s) * sr / ONSET_HOP).astype(int)
     kick = np.array([low[max(f - 2, 0):f + 3].max() if f < len(low) else 0.0 for f in beat_frames])
-    chroma = librosa.feature.chroma_cqt(y=y, sr=sr, hop_length=CHROMA_HOP)
+    chroma = chroma_cqt(y, sr, CHROMA_HOP)
     edges = np.clip(np.round(np.asarray(beats_s) * sr / CHROMA_HOP).astype(int), 0, chroma.shape[1])
-    per_beat = librosa.util.sync(chroma, edges, aggregate=np.mean)[:, 1:len(beats_s) + 1]
+    per_beat = sync_mean(chroma, edges)[:, 1:len(beats_s) + 1]
     change = np.zeros(len(beats_s))
     if per_beat.shape[1] == len(beats_s):
         change[1:] = np.linalg.norm(np.diff(per_beat, axis=1), axis=0)
