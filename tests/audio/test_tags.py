@@ -211,3 +211,21 @@ def test_tag_worker_prepared_with_silence_reports_it():
     with TagWorker() as worker, pytest.raises(InvalidAudioError, match="silence"):
         worker.prepare(sources, SR)
         worker(sources, SR)
+
+
+def _thread_settings() -> tuple:
+    import os
+
+    return tuple(os.environ.get(name) for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"))
+
+
+def test_tag_worker_runs_one_thread_per_library_and_leaves_this_process_as_it_was(monkeypatch):
+    """Its BLAS and OpenMP threads would compete with the separation for the cores."""
+    from unbake.transcribe.timing import TagWorker
+
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.delenv("OPENBLAS_NUM_THREADS", raising=False)
+    monkeypatch.setenv("MKL_NUM_THREADS", "3")  # a setting the user made is kept
+    with TagWorker() as worker:
+        assert worker._pool.submit(_thread_settings).result() == ("1", "1", "3")
+    assert _thread_settings() == (None, None, "3")

@@ -1,12 +1,15 @@
 """Tempo, beat and key analysis of a mix or a stem, for matching songs in a mash-up.
 
-librosa is an optional extra (``pip install unbake[analysis]``), imported only when called.
+Tempo, beats and key need no extra (:mod:`.features` computes librosa's onset envelope, tempogram
+and constant-Q chroma); the downbeats of the full analysis use librosa, an optional extra
+(``pip install unbake[analysis]``) imported only when called.
 
 Method
 ------
 * Everything is analysed as a mono fold-down at :data:`ANALYSIS_RATE_HZ` (22.05 kHz): beat and
   key cues live well below 11 kHz and this halves the work.
-* **Tempo**: librosa's spectral-flux onset envelope, its tempogram with a log-normal tempo prior,
+* **Tempo**: librosa's spectral-flux onset envelope and its tempogram (as :mod:`.features`
+  computes them) with a log-normal tempo prior,
   then Ellis's dynamic-programming beat tracker (:mod:`.beats`, as librosa runs it) locked to
   that tempo. The reported BPM is refined from the tracked beats (least-squares line through
   sub-frame beat times), because the tempogram alone is quantised to whole autocorrelation lags

@@ -1,11 +1,12 @@
 """Tempo that changes: a beat tracker that follows a local tempo curve, downbeats, and the time
 map that puts a free-tempo performance's beats on a steady grid.
 
-librosa is an optional extra (``pip install unbake[analysis]``), imported only when called.
+The beats and the tempo curve need no extra; the downbeats use librosa, an optional extra
+(``pip install unbake[analysis]``) imported only when called.
 
 Method
 ------
-* **Local tempo**: librosa's tempogram tempo per onset frame (``aggregate=None``, a 4 s
+* **Local tempo**: librosa's tempogram tempo (as :mod:`.features` computes it) per onset frame (``aggregate=None``, a 4 s
   autocorrelation window, the same log-normal prior as :func:`.analyze.estimate_tempo`),
   median-smoothed over :data:`TEMPO_SMOOTH_S`; librosa's dynamic-programming beat tracker then
   runs with that time-varying tempo, so a performance that drifts, slows and rushes keeps its

@@ -252,18 +252,18 @@ def _size(n_bytes: float | None) -> str:
 
 
 def _analyzer(tag: Optional[bool]):
-    """The tempo/key analyzer for the tags, or None: on by default when librosa (the analysis
-    extra) and mutagen are installed; an explicit --tag without them says what to install."""
+    """The tempo/key analyzer for the tags, or None: on by default (the analysis needs numpy,
+    scipy and soxr; the tags need mutagen, a dependency that a broken install may lack, so an
+    explicit --tag without it says what to install)."""
     import importlib.util
 
     if tag is False:
         return None
-    missing = [m for m in ("librosa", "mutagen") if importlib.util.find_spec(m) is None]
-    if missing:
+    if importlib.util.find_spec("mutagen") is None:
         if tag:
             from ..errors import DependencyError
 
-            raise DependencyError(f"--tag needs {' and '.join(missing)}: pip install unbake[analysis]")
+            raise DependencyError("--tag needs mutagen: pip install mutagen")
         return None
     from ..transcribe.timing import track_tags
 

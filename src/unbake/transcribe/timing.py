@@ -143,10 +143,11 @@ def _one_thread_each():
 class TagWorker:
     """:func:`track_tags` with the analysis in a worker process, started (and warmed up) at once.
 
-    librosa's import takes about as long as separating a one-minute song with the default
-    model (model card, "Speed and memory"), and it holds the interpreter, so a thread cannot
-    hide it; a process started before the model loads imports it on the core that the
-    (single-threaded) torch import and model loading leave idle. Calls read the excerpt in this
+    Much of the analysis runs as Python that holds the interpreter, which a thread would take
+    from the separation (a thread made the 1-minute command slower: model card, "Speed and
+    memory"); a process started before the model loads imports its modules on the core that the
+    (single-threaded) torch import and model loading leave idle, and its numerical libraries run
+    one thread each. Calls read the excerpt in this
     process (it streams from the stems) and send the mono signals (at most 4 minutes at 22 kHz)
     to the worker. :meth:`prepare` sends the mixture before the separation starts, so the
     rhythm (:func:`rhythm_from_mixture`) is found meanwhile and only the key is left when the
