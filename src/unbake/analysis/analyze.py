@@ -1,17 +1,16 @@
 """Tempo, beat and key analysis of a mix or a stem, for matching songs in a mash-up.
 
-Tempo, beats and key need no extra (:mod:`.features` computes librosa's onset envelope, tempogram
-and constant-Q chroma); the downbeats of the full analysis use librosa, an optional extra
-(``pip install unbake[analysis]``) imported only when called.
+Tempo, beats and key need no extra (:mod:`unbake.audio.features` computes librosa's onset
+envelope, tempogram and constant-Q chroma); the downbeats of the full analysis use librosa, an
+optional extra (``pip install unbake[analysis]``) imported only when called.
 
 Method
 ------
 * Everything is analysed as a mono fold-down at :data:`ANALYSIS_RATE_HZ` (22.05 kHz): beat and
   key cues live well below 11 kHz and this halves the work.
-* **Tempo**: librosa's spectral-flux onset envelope and its tempogram (as :mod:`.features`
-  computes them) with a log-normal tempo prior,
-  then Ellis's dynamic-programming beat tracker (:mod:`.beats`, as librosa runs it) locked to
-  that tempo. The reported BPM is refined from the tracked beats (least-squares line through
+* **Tempo**: librosa's spectral-flux onset envelope and its tempogram (as
+  :mod:`unbake.audio.features` computes them) with a log-normal tempo prior, then Ellis's
+  dynamic-programming beat tracker (:mod:`.beats`, as librosa runs it) locked to that tempo. The reported BPM is refined from the tracked beats (least-squares line through
   sub-frame beat times), because the tempogram alone is quantised to whole autocorrelation lags
   (about +-2 BPM at 140 BPM).
 * **Octave errors** (reporting half or double the tempo) are the usual failure of tempo
@@ -160,7 +159,7 @@ def analysis_mono(audio: np.ndarray, sample_rate: int) -> np.ndarray:
 
 def onset_envelope(mono: np.ndarray, *, hop: int = ONSET_HOP) -> np.ndarray:
     """Spectral-flux onset strength ``(frames,)`` of mono audio at :data:`ANALYSIS_RATE_HZ`."""
-    from .features import onset_strength
+    from ..audio.features import onset_strength
 
     return onset_strength(np.asarray(mono, np.float32), ANALYSIS_RATE_HZ, hop)
 
@@ -191,7 +190,7 @@ def estimate_tempo(mono: np.ndarray, *, prior_bpm: float = 120.0,
     See the module docstring for the method and the octave-error guard. ``bpm`` is NaN when
     fewer than :data:`MIN_BEATS` beats are found (silence, a drone).
     """
-    from .features import tempo
+    from ..audio.features import tempo
 
     lo, hi = bpm_range
     if not 0 < lo < hi:
@@ -258,7 +257,7 @@ def track_beats(mono: np.ndarray, *, prior_bpm: float = 120.0) -> tuple[np.ndarr
     from scipy.ndimage import median_filter
 
     from .beats import beat_frames
-    from .features import tempo
+    from ..audio.features import tempo
 
     env = onset_envelope(mono)
     if not np.any(env > 0):
@@ -316,7 +315,7 @@ def estimate_key(mono: np.ndarray) -> tuple[Key, float, dict[str, float]]:
     Returns ``(key, confidence, {key name: correlation})``; confidence is the winning Pearson
     correlation (0 when the chroma is flat).
     """
-    from .features import chroma_cqt
+    from ..audio.features import chroma_cqt
 
     # unnormalised frames: loud passages weigh more than quiet ones, and silence (which a
     # per-frame normalisation would blow up to noise) weighs nothing

@@ -6,8 +6,8 @@ The beats and the tempo curve need no extra; the downbeats use librosa, an optio
 
 Method
 ------
-* **Local tempo**: librosa's tempogram tempo (as :mod:`.features` computes it) per onset frame (``aggregate=None``, a 4 s
-  autocorrelation window, the same log-normal prior as :func:`.analyze.estimate_tempo`),
+* **Local tempo**: librosa's tempogram tempo (as :mod:`unbake.audio.features` computes it) per
+  onset frame (``aggregate=None``, a 4 s autocorrelation window, the same log-normal prior as :func:`.analyze.estimate_tempo`),
   median-smoothed over :data:`TEMPO_SMOOTH_S`; librosa's dynamic-programming beat tracker then
   runs with that time-varying tempo, so a performance that drifts, slows and rushes keeps its
   beats instead of being forced onto one period. The reported curve is 60 / inter-beat interval

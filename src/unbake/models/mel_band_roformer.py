@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..analysis.features import mel_filterbank
+from ..audio.features import mel_filterbank
 from ..errors import ConfigError
 from ._roformer_blocks import (
     COMMON_OPTIONS, BandSplit, MaskEstimator, RoformerBase, RoformerConfig, build_layers, config_kwargs,
@@ -41,7 +41,7 @@ REFERENCE_KWARGS: dict[str, Any] = {
 
 # --- mel filterbank -------------------------------------------------------------------------------
 # The band layout is fixed by librosa.filters.mel (Slaney scale, Slaney area normalisation), computed
-# in numpy by unbake.analysis.features (librosa is not needed at run time for a 60 x 1025 table).
+# in numpy by unbake.audio.features (librosa is not needed at run time for a 60 x 1025 table).
 
 def mel_band_masks(sample_rate_hz: float, n_fft: int, num_bands: int) -> np.ndarray:
     """``(k, f)`` bool: which STFT bins each band covers (nonzero filter weight).

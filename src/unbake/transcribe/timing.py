@@ -40,14 +40,20 @@ def excerpt_bounds(length: int, sample_rate: int, excerpt_s: float = ANALYSIS_EX
     return start, start + n
 
 
-def _mono_at_analysis_rate(source, start: int, stop: int, sample_rate: int) -> np.ndarray:
+def _mono_at_analysis_rate(sources, start: int, stop: int, sample_rate: int) -> np.ndarray:
+    """The sum of ``sources`` over ``[start, stop)``, folded to mono and resampled to the analysis
+    rate block by block (summed first: one resampling for any number of stems)."""
     from ..analysis.analyze import ANALYSIS_RATE_HZ
     from ..audio.dsp import StreamResampler
 
     rs = StreamResampler(sample_rate, ANALYSIS_RATE_HZ, 1)
     parts = []
     for a in range(start, stop, _BLOCK):
-        parts.append(rs.process(source.read(a, min(a + _BLOCK, stop)).mean(axis=0, keepdims=True)))
+        b = min(a + _BLOCK, stop)
+        block = sources[0].read(a, b)
+        for source in sources[1:]:
+            block = block + source.read(a, b)
+        parts.append(rs.process(block.mean(axis=0, keepdims=True)))
     parts.append(rs.flush())
     return np.concatenate(parts, axis=1)[0]
 
@@ -56,32 +62,42 @@ def track_tags(sources: Mapping, sample_rate: int, *, excerpt_s: float = ANALYSI
     """The analyzer :func:`unbake.separate.separate_file` calls: ``sources`` maps ``mixture``
     and each stem to something with ``.read(start, stop) -> (c, n)`` and ``.length``.
 
-    Only three mono signals at the analysis rate are held: the mixture, the drums and the sum
-    of the pitched stems (what :func:`unbake.analysis.analyze_stems` reads the key from).
+    Only two mono signals at the analysis rate are held: the mixture and the sum of the pitched
+    stems (what :func:`unbake.analysis.analyze_stems` reads the key from).
     :class:`TagWorker` does the same in a worker process.
     """
     from ..analysis.analyze import ANALYSIS_RATE_HZ
 
-    stems, kwargs = analysis_excerpt(sources, sample_rate, excerpt_s=excerpt_s)
-    return tags_from_stems(stems, ANALYSIS_RATE_HZ, **kwargs)
+    mix, key_signal, kwargs = analysis_excerpt(sources, sample_rate, excerpt_s=excerpt_s)
+    rhythm = rhythm_from_mixture(mix, ANALYSIS_RATE_HZ, **kwargs)
+    return with_key(rhythm, key_of_signal(key_signal))
 
 
-def analysis_excerpt(sources: Mapping, sample_rate: int, *,
-                     excerpt_s: float = ANALYSIS_EXCERPT_S) -> tuple[dict[str, np.ndarray], dict]:
-    """What :func:`track_tags` analyses: ``(mono signals at the analysis rate, keyword arguments
-    of tags_from_stems)``; the mixture, the drums and the sum of the pitched stems."""
+def analysis_excerpt(sources: Mapping, sample_rate: int, *, excerpt_s: float = ANALYSIS_EXCERPT_S,
+                     mixture: bool = True) -> tuple[np.ndarray | None, np.ndarray, dict]:
+    """What :func:`track_tags` analyses, mono at the analysis rate: ``(mixture, signal for the
+    key, keyword arguments of rhythm_from_mixture)``. The key's signal is the sum of the pitched
+    stems (all but ``drums``) when the set has drums and something else, else the mixture;
+    ``mixture=False`` gives None for the mixture when the key does not need it (a prepared
+    :class:`TagWorker` has it)."""
     length = sources["mixture"].length
     start, stop = excerpt_bounds(length, sample_rate, excerpt_s)
-    stems = {"mixture": _mono_at_analysis_rate(sources["mixture"], start, stop, sample_rate)}
-    pitched_names = [s for s in sources if s not in ("mixture", "drums")]
-    if "drums" in sources and pitched_names:
-        stems["drums"] = _mono_at_analysis_rate(sources["drums"], start, stop, sample_rate)
-        pitched = None
-        for s in pitched_names:
-            x = _mono_at_analysis_rate(sources[s], start, stop, sample_rate)
-            pitched = x if pitched is None else pitched + x
-        stems["pitched"] = pitched
-    return stems, {"offset_s": start / sample_rate, "duration_s": length / sample_rate}
+    pitched = [sources[s] for s in sources if s not in ("mixture", "drums")]
+    if not ("drums" in sources and pitched):
+        pitched = []
+    mix = None
+    if mixture or not pitched:
+        mix = _mono_at_analysis_rate([sources["mixture"]], start, stop, sample_rate)
+    key_signal = _mono_at_analysis_rate(pitched, start, stop, sample_rate) if pitched else mix
+    return mix, key_signal, {"offset_s": start / sample_rate, "duration_s": length / sample_rate}
+
+
+def key_of_signal(mono: np.ndarray) -> tuple:
+    """``(key, confidence)`` of mono audio at the analysis rate."""
+    from ..analysis.analyze import estimate_key
+
+    key, confidence, _ = estimate_key(mono)
+    return key, confidence
 
 
 def _start_worker() -> None:
@@ -114,7 +130,8 @@ def _warm_up() -> None:
     import scipy.fft  # noqa: F401
     import soxr  # noqa: F401
 
-    from ..analysis import analyze, beats, features  # noqa: F401
+    from ..analysis import analyze, beats  # noqa: F401
+    from ..audio import features  # noqa: F401
 
 
 _THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
@@ -175,7 +192,7 @@ class TagWorker:
 
         mixture = sources["mixture"]
         start, stop = excerpt_bounds(mixture.length, sample_rate, excerpt_s)
-        mono = _mono_at_analysis_rate(mixture, start, stop, sample_rate)
+        mono = _mono_at_analysis_rate([mixture], start, stop, sample_rate)
         try:
             future = self._pool.submit(rhythm_from_mixture, mono, ANALYSIS_RATE_HZ, offset_s=start / sample_rate,
                                        duration_s=mixture.length / sample_rate)
@@ -190,15 +207,17 @@ class TagWorker:
         from ..analysis.analyze import ANALYSIS_RATE_HZ
 
         pending, self._pending = self._pending, None
-        stems, kwargs = analysis_excerpt(sources, sample_rate, excerpt_s=excerpt_s)
+        prepared = pending is not None and pending[0] is sources["mixture"] and pending[1] == excerpt_s
+        mix, key_signal, kwargs = analysis_excerpt(sources, sample_rate, excerpt_s=excerpt_s, mixture=not prepared)
         try:
-            if pending is not None and pending[0] is sources["mixture"] and pending[1] == excerpt_s:
+            if prepared:
                 rhythm = pending[2].result()  # first: a mixture it refuses (silence) needs no key
-                return with_key(rhythm, self._pool.submit(key_from_stems, stems, ANALYSIS_RATE_HZ).result())
-            return self._pool.submit(tags_from_stems, stems, ANALYSIS_RATE_HZ, **kwargs).result()
+            else:
+                rhythm = self._pool.submit(rhythm_from_mixture, mix, ANALYSIS_RATE_HZ, **kwargs).result()
+            return with_key(rhythm, self._pool.submit(key_of_signal, key_signal).result())
         except BrokenProcessPool:
             logging.getLogger(__name__).warning("the analysis worker stopped; analysing here")
-            return tags_from_stems(stems, ANALYSIS_RATE_HZ, **kwargs)
+            return track_tags(sources, sample_rate, excerpt_s=excerpt_s)
 
     def close(self) -> None:
         """Stop the worker now, even in the middle of its warm-up (calls wait for their
@@ -272,15 +291,12 @@ def rhythm_from_mixture(mix: np.ndarray, sample_rate: int, *, offset_s: float = 
 def key_from_stems(stems: Mapping[str, np.ndarray], sample_rate: int) -> tuple:
     """``(key, confidence)`` of :func:`tags_from_stems`: from the pitched stems when the set has
     drums (:func:`unbake.analysis.analyze.pitched_mix`), else from the mixture."""
-    from ..analysis.analyze import analysis_mono, estimate_key, pitched_mix, to_mono_analysis_rate
+    from ..analysis.analyze import analysis_mono, pitched_mix, to_mono_analysis_rate
 
     pitched = pitched_mix(stems)
     if pitched is None:
-        kmono = analysis_mono(_mixture_of(stems), sample_rate)
-    else:
-        kmono = to_mono_analysis_rate(pitched, sample_rate)
-    key, confidence, _ = estimate_key(kmono)
-    return key, confidence
+        return key_of_signal(analysis_mono(_mixture_of(stems), sample_rate))
+    return key_of_signal(to_mono_analysis_rate(pitched, sample_rate))
 
 
 def with_key(rhythm: TrackTags, key_found: tuple) -> TrackTags:
@@ -319,7 +335,7 @@ def downbeat_phase(mono: np.ndarray, beats_s: np.ndarray, beats_per_bar: int = B
     """Which of the beats (0..beats_per_bar-1, counted from the first) fall on the bar line, for
     mono audio at the analysis rate; see the module docstring for the rule."""
     from ..analysis.analyze import ANALYSIS_RATE_HZ, CHROMA_HOP, ONSET_HOP
-    from ..analysis.features import chroma_cqt, onset_strength, sync_mean
+    from ..audio.features import chroma_cqt, onset_strength, sync_mean
 
     sr = ANALYSIS_RATE_HZ
     y = np.asarray(mono, np.float32)

@@ -1,4 +1,4 @@
-"""The analysis's spectral features against librosa's (``unbake.analysis.features`` computes them
+"""The analysis's spectral features against librosa's (``unbake.audio.features`` computes them
 step for step as librosa 0.11 does): on the example song (real music), on tones tuned off A440, and
 on envelopes long enough to span several of the tempogram's blocks."""
 
@@ -12,7 +12,7 @@ import pytest
 
 librosa = pytest.importorskip("librosa")
 
-from unbake.analysis import features  # noqa: E402
+from unbake.audio import features  # noqa: E402
 from unbake.analysis.analyze import ANALYSIS_RATE_HZ, CHROMA_HOP, ONSET_HOP, to_mono_analysis_rate  # noqa: E402
 
 SR = ANALYSIS_RATE_HZ

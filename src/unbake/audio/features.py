@@ -2,7 +2,7 @@
 onset envelope, constant-Q chroma, computed step for step as librosa 0.11 computes
 ``librosa.onset.onset_strength``, ``librosa.feature.tempo`` and ``librosa.feature.chroma_cqt``
 (same padding, windows, filters, tuning estimate, data types), so the analysis gives the answers
-it gave with librosa; ``tests/analysis/test_features.py`` holds each function to librosa's.
+it gave with librosa; ``tests/audio/test_features.py`` holds each function to librosa's.
 
 Written here because importing librosa (numba, ``scipy.signal``, ``scipy.stats``; its kernels are
 compiled or loaded at import) costs more CPU than the whole analysis of a 4-minute excerpt, and
