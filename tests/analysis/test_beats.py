@@ -57,7 +57,7 @@ def test_beats_follow_a_click_track_and_refuse_bad_input():
         beat_frames(np.stack([env, env]), bpm, FPS)
 
 
-def test_the_tags_analysis_never_imports_librosa():
+def test_the_tags_and_the_tempo_key_analysis_never_import_librosa():
     """Its import (numba, scipy.signal) costs more CPU than the analysis, in every process."""
     import subprocess
     import sys
@@ -70,6 +70,10 @@ def test_the_tags_analysis_never_imports_librosa():
             "clicks = (np.sin(2 * np.pi * 2 * t) > 0.95) * np.sin(2 * np.pi * 1000 * t)\n"
             "tags = tags_from_stems({'drums': clicks, 'pitched': 0.3 * np.sin(2 * np.pi * 220 * t)}, sr)\n"
             "print(round(tags.bpm), tags.key_name)\n"
+            "from unbake.analysis import analyze\n"
+            "mix = clicks + 0.3 * np.sin(2 * np.pi * 220 * t)\n"
+            "a = analyze(mix, sr)\n"  # the full analysis too: tempo curve and downbeats
+            "assert len(a.downbeats_s) and len(a.tempo_curve)\n"
             "print(sorted({m.split('.')[0] for m in sys.modules} & {'librosa', 'numba', 'llvmlite'}))\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr

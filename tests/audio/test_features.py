@@ -118,3 +118,22 @@ def test_sync_mean_equals_librosa():
     for edges in ([3, 9, 9, 20, 55], [0, 40], [5], [39, 1, 17]):
         np.testing.assert_allclose(features.sync_mean(data, np.array(edges)),
                                    librosa.util.sync(data, np.clip(edges, 0, 40), aggregate=np.mean), rtol=1e-6)
+
+
+def test_low_band_onsets_and_stft_chroma_equal_librosa(song):
+    """What the downbeats read: the onsets of the lowest 16 of 128 mel bands, and the STFT chroma
+    at the tuning of the power spectrogram's peaks."""
+    for y in (song, tone(440.0 * 2 ** (0.25 / 12), seed=6)):
+        ref = librosa.onset.onset_strength_multi(y=y, sr=SR, hop_length=ONSET_HOP, channels=[0, 16])[0]
+        np.testing.assert_allclose(features.onset_strength(y, SR, ONSET_HOP, bands=(0, 16)), ref, rtol=1e-6, atol=1e-6)
+        power = np.abs(librosa.stft(y, n_fft=2048, hop_length=ONSET_HOP)) ** 2
+        tuning = librosa.estimate_tuning(S=power, sr=SR, bins_per_octave=12)
+        assert features.tuning_of_spectrogram(power, SR, 2048, 12) == pytest.approx(tuning, abs=1e-9)
+        np.testing.assert_array_equal(features.chroma_filterbank(SR, 2048, tuning),
+                                      librosa.filters.chroma(sr=SR, n_fft=2048, tuning=tuning))
+        ref = librosa.feature.chroma_stft(y=y, sr=SR, hop_length=ONSET_HOP)
+        ours = features.chroma_stft(y, SR, ONSET_HOP)
+        assert ours.dtype == ref.dtype and ours.shape == ref.shape
+        np.testing.assert_allclose(ours, ref, rtol=0, atol=1e-5)
+    # the 25-cent sharp tone (the power spectrum's parabolas place its peaks less exactly)
+    assert features.tuning_of_spectrogram(power, SR, 2048, 12) == pytest.approx(0.25, abs=0.05)

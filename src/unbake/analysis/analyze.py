@@ -1,8 +1,8 @@
 """Tempo, beat and key analysis of a mix or a stem, for matching songs in a mash-up.
 
-Tempo, beats and key need no extra (:mod:`unbake.audio.features` computes librosa's onset
-envelope, tempogram and constant-Q chroma); the downbeats of the full analysis use librosa, an
-optional extra (``pip install unbake[analysis]``) imported only when called.
+Needs no extra: :mod:`unbake.audio.features` computes librosa's onset envelope, tempogram and
+chroma as librosa does (the other analyses of this package use librosa, an optional extra:
+``pip install unbake[analysis]``).
 
 Method
 ------
@@ -10,8 +10,9 @@ Method
   key cues live well below 11 kHz and this halves the work.
 * **Tempo**: librosa's spectral-flux onset envelope and its tempogram (as
   :mod:`unbake.audio.features` computes them) with a log-normal tempo prior, then Ellis's
-  dynamic-programming beat tracker (:mod:`.beats`, as librosa runs it) locked to that tempo. The reported BPM is refined from the tracked beats (least-squares line through
-  sub-frame beat times), because the tempogram alone is quantised to whole autocorrelation lags
+  dynamic-programming beat tracker (:mod:`.beats`, as librosa runs it) locked to that tempo.
+  The reported BPM is refined from the tracked beats (least-squares line through sub-frame beat
+  times), because the tempogram alone is quantised to whole autocorrelation lags
   (about +-2 BPM at 140 BPM).
 * **Octave errors** (reporting half or double the tempo) are the usual failure of tempo
   estimators: a periodic pulse correlates with itself at every multiple of its period, so the
@@ -69,7 +70,7 @@ def librosa_module():
         import librosa
     except ImportError as exc:
         raise DependencyError(
-            "tempo and key analysis needs librosa: pip install unbake[analysis]"
+            "this analysis needs librosa: pip install unbake[analysis]"
         ) from exc
     return librosa
 
@@ -285,14 +286,15 @@ def tempo_curve(beats_s: np.ndarray) -> list[tuple[float, float]]:
 
 def downbeats(mono: np.ndarray, beats_s: np.ndarray, *, beats_per_bar: int = 4) -> np.ndarray:
     """The beats that start bars (see the module docstring): a subset of ``beats_s``."""
-    librosa = librosa_module()
+    from ..audio.features import chroma_stft, onset_strength
+
     beats_s = np.asarray(beats_s, float)
     if len(beats_s) < beats_per_bar:
         return beats_s[:1]
     y = np.asarray(mono, np.float32)
     fps = ANALYSIS_RATE_HZ / ONSET_HOP
-    low = librosa.onset.onset_strength_multi(y=y, sr=ANALYSIS_RATE_HZ, hop_length=ONSET_HOP, channels=[0, 16])[0]
-    chroma = librosa.feature.chroma_stft(y=y, sr=ANALYSIS_RATE_HZ, hop_length=ONSET_HOP)
+    low = onset_strength(y, ANALYSIS_RATE_HZ, ONSET_HOP, bands=(0, 16))  # the lowest 16 of 128 mel bands
+    chroma = chroma_stft(y, ANALYSIS_RATE_HZ, ONSET_HOP)
     frames = np.clip(np.round(beats_s * fps).astype(int), 0, min(len(low), chroma.shape[1]) - 1)
     # harmonic change at each beat: the chroma of the beat before against the beat after
     seg = [chroma[:, a:b].mean(axis=1) if b > a else chroma[:, a] for a, b in zip(frames[:-1], frames[1:])]

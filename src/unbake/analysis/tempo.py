@@ -1,8 +1,7 @@
 """Tempo that changes: a beat tracker that follows a local tempo curve, downbeats, and the time
 map that puts a free-tempo performance's beats on a steady grid.
 
-The beats and the tempo curve need no extra; the downbeats use librosa, an optional extra
-(``pip install unbake[analysis]``) imported only when called.
+Needs no extra (the features are :mod:`unbake.audio.features`).
 
 Method
 ------

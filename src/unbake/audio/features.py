@@ -94,16 +94,17 @@ def mel_filterbank(sample_rate_hz: float, n_fft: int, n_mels: int, fmax_hz: floa
 # --- onset strength and tempo --------------------------------------------------------------------
 
 def onset_strength(y: np.ndarray, sample_rate_hz: float, hop: int, *, n_mels: int = 128,
-                   fmax_hz: float | None = None, n_fft: int = 2048) -> np.ndarray:
-    """Spectral flux ``(1 + len(y) // hop,)`` float32 of mono ``y``: the mean over mel bands of the
-    rise in dB (80 dB range) from one frame to the next, delayed to the frame centres."""
+                   fmax_hz: float | None = None, n_fft: int = 2048, bands: tuple[int, int] | None = None) -> np.ndarray:
+    """Spectral flux ``(1 + len(y) // hop,)`` float32 of mono ``y``: the mean over mel bands (all,
+    or those in ``range(*bands)``) of the rise in dB (80 dB range) from one frame to the next,
+    delayed to the frame centres."""
     power = np.abs(stft(y, n_fft, hop)) ** 2
     mel = np.einsum("...ft,mf->...mt", power, mel_filterbank(sample_rate_hz, n_fft, n_mels, fmax_hz), optimize=True)
     db = 10.0 * np.log10(np.maximum(1e-10, mel))
     db -= 10.0 * np.log10(np.maximum(1e-10, 1.0))
     db = np.maximum(db, db.max() - 80.0)
     rise = np.maximum(0.0, db[:, 1:] - db[:, :-1])
-    env = np.mean(rise[:, :], axis=-2)
+    env = np.mean(rise[slice(*bands) if bands else slice(None)], axis=-2)
     return np.pad(env, (1 + n_fft // (2 * hop), 0))[:db.shape[-1]]
 
 
@@ -181,7 +182,14 @@ def estimate_tuning(y: np.ndarray, sample_rate_hz: float, bins_per_octave: int, 
     """Deviation of ``y``'s tuning from A440, in fractions of a ``bins_per_octave`` bin: the most
     common residual of its spectral peaks (150 Hz–4 kHz, within 20 dB of each frame's loudest,
     the louder half) against the equal-tempered grid."""
-    full = np.abs(stft(y, n_fft, n_fft // 4))
+    return tuning_of_spectrogram(np.abs(stft(y, n_fft, n_fft // 4)), sample_rate_hz, n_fft, bins_per_octave,
+                                 resolution=resolution)
+
+
+def tuning_of_spectrogram(full: np.ndarray, sample_rate_hz: float, n_fft: int, bins_per_octave: int, *,
+                          resolution: float = 0.01) -> float:
+    """:func:`estimate_tuning` of a spectrogram ``(n_fft // 2 + 1, frames)`` (magnitude or power:
+    the peaks are the same, their weights differ)."""
     fft_freqs = np.fft.rfftfreq(n=n_fft, d=1.0 / sample_rate_hz)
     band = np.nonzero((150.0 <= fft_freqs) & (fft_freqs < min(4000.0, sample_rate_hz / 2)))[0]
     if not band.size:
@@ -318,6 +326,39 @@ def chroma_cqt(y: np.ndarray, sample_rate_hz: float, hop: int, *, norm: float | 
     peak[peak < np.finfo(chroma.dtype).tiny] = 1.0
     out = np.empty_like(chroma)
     out[:] = chroma / peak
+    return out
+
+
+def chroma_filterbank(sample_rate_hz: float, n_fft: int, tuning: float) -> np.ndarray:
+    """``(12, n_fft // 2 + 1)`` float32, equal to ``librosa.filters.chroma(sr=, n_fft=, tuning=)``:
+    for each bin a Gaussian over the pitch classes around its own (unit L2 norm per bin), weighted
+    by a Gaussian over octaves centred on octave 5 (two octaves wide), C first."""
+    frequencies = np.linspace(0, sample_rate_hz, n_fft, endpoint=False)[1:]
+    a440 = 440.0 * 2.0 ** (tuning / 12)
+    frqbins = 12 * np.log2(np.asanyarray(frequencies) / (float(a440) / 16))
+    frqbins = np.concatenate(([frqbins[0] - 1.5 * 12], frqbins))
+    binwidthbins = np.concatenate((np.maximum(frqbins[1:] - frqbins[:-1], 1.0), [1]))
+    d = np.subtract.outer(frqbins, np.arange(0, 12, dtype="d")).T
+    d = np.remainder(d + 6.0 + 10 * 12, 12) - 6.0
+    wts = np.exp(-0.5 * (2 * d / np.tile(binwidthbins, (12, 1))) ** 2)
+    length = np.sum(np.abs(wts).astype(float) ** 2, axis=0, keepdims=True) ** (1.0 / 2)
+    length[length < np.finfo(wts.dtype).tiny] = 1.0
+    wts = wts / length
+    wts *= np.tile(np.exp(-0.5 * ((frqbins / 12 - 5.0) / 2) ** 2), (12, 1))
+    wts = np.roll(wts, -3, axis=0)
+    return np.ascontiguousarray(wts[:, :int(1 + n_fft / 2)], dtype=np.float32)
+
+
+def chroma_stft(y: np.ndarray, sample_rate_hz: float, hop: int, *, n_fft: int = 2048) -> np.ndarray:
+    """Chroma ``(12, frames)`` float32 (C first) of float32 ``y`` from its power spectrogram, at
+    the tuning its peaks give (:func:`tuning_of_spectrogram`), each frame scaled to a peak of 1."""
+    power = np.abs(stft(y, n_fft, hop)) ** 2
+    tuning = tuning_of_spectrogram(power, sample_rate_hz, n_fft, 12)
+    raw = np.einsum("cf,...ft->...ct", chroma_filterbank(sample_rate_hz, n_fft, tuning), power, optimize=True)
+    peak = np.max(np.abs(raw).astype(float), axis=0, keepdims=True)
+    peak[peak < np.finfo(raw.dtype).tiny] = 1.0
+    out = np.empty_like(raw)
+    out[:] = raw / peak
     return out
 
 
