@@ -57,7 +57,7 @@ def test_beats_follow_a_click_track_and_refuse_bad_input():
         beat_frames(np.stack([env, env]), bpm, FPS)
 
 
-def test_the_tags_and_the_tempo_key_analysis_never_import_librosa():
+def test_tags_analysis_and_alignment_never_import_librosa():
     """Its import (numba, scipy.signal) costs more CPU than the analysis, in every process."""
     import subprocess
     import sys
@@ -74,6 +74,8 @@ def test_the_tags_and_the_tempo_key_analysis_never_import_librosa():
             "mix = clicks + 0.3 * np.sin(2 * np.pi * 220 * t)\n"
             "a = analyze(mix, sr)\n"  # the full analysis too: tempo curve and downbeats
             "assert len(a.downbeats_s) and len(a.tempo_curve)\n"
+            "from unbake.analysis import find_offset\n"
+            "assert abs(find_offset(mix[:-2205], mix[2205:], sr, max_offset_s=0.2) - 0.1) < 0.01\n"  # alignment
             "print(sorted({m.split('.')[0] for m in sys.modules} & {'librosa', 'numba', 'llvmlite'}))\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr

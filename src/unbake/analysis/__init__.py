@@ -2,8 +2,8 @@
 envelopes, alignment between recordings, time maps between two performances of one song, and
 the time-stretch / pitch-shift / warp transforms that act on what was found.
 
-Tempo, beats, downbeats and key need only numpy, scipy and soxr (:mod:`unbake.audio.features`);
-alignment and time maps use librosa, an optional extra (``pip install unbake[analysis]``) imported
+Tempo, beats, downbeats, key and alignment need only numpy, scipy and soxr
+(:mod:`unbake.audio.features`); time maps use librosa, an optional extra (``pip install unbake[analysis]``) imported
 only when called.
 """
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import InvalidAudioError
-from .analyze import ANALYSIS_RATE_HZ, librosa_module, to_mono_analysis_rate
+from .analyze import ANALYSIS_RATE_HZ, to_mono_analysis_rate
 
 # 64 samples at 22.05 kHz = 2.9 ms per envelope frame; with the parabolic peak refinement the
 # offset is good to about a millisecond on clear onsets.
@@ -83,10 +83,10 @@ BAND_EDGES = (0, 16, 48, 128)
 def band_envelopes(x: np.ndarray, sample_rate: int) -> np.ndarray:
     """Onset strength in the bands of :data:`BAND_EDGES`: ``(bands, frames)`` at
     ``ALIGN_HOP`` samples of :data:`ANALYSIS_RATE_HZ` per frame."""
-    librosa = librosa_module()
+    from ..audio.features import onset_strength
+
     mono = to_mono_analysis_rate(x, sample_rate)
-    env = librosa.onset.onset_strength_multi(y=mono, sr=ANALYSIS_RATE_HZ, hop_length=ALIGN_HOP, n_fft=1024,
-                                             channels=list(BAND_EDGES)).astype(np.float64)
+    env = onset_strength(mono, ANALYSIS_RATE_HZ, ALIGN_HOP, n_fft=1024, band_edges=BAND_EDGES).astype(np.float64)
     if not np.any(env > 0):
         raise InvalidAudioError("cannot align audio without onsets (silence or a steady tone)")
     return env

@@ -293,7 +293,7 @@ def downbeats(mono: np.ndarray, beats_s: np.ndarray, *, beats_per_bar: int = 4) 
         return beats_s[:1]
     y = np.asarray(mono, np.float32)
     fps = ANALYSIS_RATE_HZ / ONSET_HOP
-    low = onset_strength(y, ANALYSIS_RATE_HZ, ONSET_HOP, bands=(0, 16))  # the lowest 16 of 128 mel bands
+    low = onset_strength(y, ANALYSIS_RATE_HZ, ONSET_HOP, band_edges=(0, 16))[0]  # the lowest 16 of 128 mel bands
     chroma = chroma_stft(y, ANALYSIS_RATE_HZ, ONSET_HOP)
     frames = np.clip(np.round(beats_s * fps).astype(int), 0, min(len(low), chroma.shape[1]) - 1)
     # harmonic change at each beat: the chroma of the beat before against the beat after

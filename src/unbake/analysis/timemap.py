@@ -333,13 +333,14 @@ def refine_with_onsets(ya: np.ndarray, yb: np.ndarray, ta: np.ndarray, tb: np.nd
     Only lags within :data:`REFINE_MAX_S` are searched (DTW is already that close), windows
     without onsets keep their place, and the corrections are smoothed so that one spurious
     match cannot bend the map."""
-    librosa = librosa_module()
-    from scipy.ndimage import median_filter
     from scipy.interpolate import PchipInterpolator
+    from scipy.ndimage import median_filter
+
+    from ..audio.features import onset_strength
 
     fps = ANALYSIS_RATE_HZ / REFINE_HOP
-    ea = librosa.onset.onset_strength(y=ya, sr=ANALYSIS_RATE_HZ, hop_length=REFINE_HOP)
-    eb = librosa.onset.onset_strength(y=yb, sr=ANALYSIS_RATE_HZ, hop_length=REFINE_HOP)
+    ea = onset_strength(ya, ANALYSIS_RATE_HZ, REFINE_HOP)
+    eb = onset_strength(yb, ANALYSIS_RATE_HZ, REFINE_HOP)
     tb_grid = np.arange(len(eb)) / fps
     # A's envelope on B's clock: for each B frame, the A time the map sends there
     ta_of_b = np.interp(tb_grid, tb, ta)

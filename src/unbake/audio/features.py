@@ -37,15 +37,18 @@ def frames(y: np.ndarray, frame_length: int, hop: int) -> np.ndarray:
 
 
 def stft(y: np.ndarray, n_fft: int, hop: int, window: np.ndarray | None = None) -> np.ndarray:
-    """Centred STFT ``(n_fft // 2 + 1, 1 + len(y) // hop)`` of float32 ``y`` (zero padding of
-    ``n_fft // 2`` at both ends), complex64; ``window`` (float64, length ``n_fft``) defaults to
-    :func:`hann`, ``np.ones`` for none."""
+    """Centred STFT ``(n_fft // 2 + 1, 1 + len(y) // hop)`` of mono ``y`` (zero padding of
+    ``n_fft // 2`` at both ends): complex128 for float64 ``y``, else complex64 (computed in float64
+    either way); ``window`` (float64, length ``n_fft``) defaults to :func:`hann`."""
     from scipy import fft
 
     window = hann(n_fft) if window is None else window
-    padded = np.pad(np.asarray(y, np.float32), n_fft // 2)
+    y = np.asarray(y)
+    y = y if y.dtype == np.float64 else y.astype(np.float32)
+    padded = np.pad(y, n_fft // 2)
     framed = frames(padded, n_fft, hop)
-    out = np.empty((n_fft // 2 + 1, framed.shape[1]), np.complex64, order="F")
+    out = np.empty((n_fft // 2 + 1, framed.shape[1]), np.complex128 if y.dtype == np.float64 else np.complex64,
+                   order="F")
     step = max(1, (1 << 18) // n_fft)  # columns per FFT call: a few MB of float64 at a time
     for a in range(0, framed.shape[1], step):
         out[:, a:a + step] = fft.rfft(window[:, None] * framed[:, a:a + step], axis=0)
@@ -94,18 +97,25 @@ def mel_filterbank(sample_rate_hz: float, n_fft: int, n_mels: int, fmax_hz: floa
 # --- onset strength and tempo --------------------------------------------------------------------
 
 def onset_strength(y: np.ndarray, sample_rate_hz: float, hop: int, *, n_mels: int = 128,
-                   fmax_hz: float | None = None, n_fft: int = 2048, bands: tuple[int, int] | None = None) -> np.ndarray:
-    """Spectral flux ``(1 + len(y) // hop,)`` float32 of mono ``y``: the mean over mel bands (all,
-    or those in ``range(*bands)``) of the rise in dB (80 dB range) from one frame to the next,
-    delayed to the frame centres."""
+                   fmax_hz: float | None = None, n_fft: int = 2048, band_edges=None) -> np.ndarray:
+    """Spectral flux ``(1 + len(y) // hop,)`` float32 of mono ``y``: the mean over the mel bands of
+    the rise in dB (80 dB range) from one frame to the next, delayed to the frame centres. With
+    ``band_edges`` (mel band indices, ascending), one such envelope per group of bands between two
+    consecutive edges: ``(groups, frames)``, as ``librosa.onset.onset_strength_multi(channels=)``."""
     power = np.abs(stft(y, n_fft, hop)) ** 2
     mel = np.einsum("...ft,mf->...mt", power, mel_filterbank(sample_rate_hz, n_fft, n_mels, fmax_hz), optimize=True)
     db = 10.0 * np.log10(np.maximum(1e-10, mel))
     db -= 10.0 * np.log10(np.maximum(1e-10, 1.0))
     db = np.maximum(db, db.max() - 80.0)
     rise = np.maximum(0.0, db[:, 1:] - db[:, :-1])
-    env = np.mean(rise[slice(*bands) if bands else slice(None)], axis=-2)
-    return np.pad(env, (1 + n_fft // (2 * hop), 0))[:db.shape[-1]]
+    delay = 1 + n_fft // (2 * hop)
+    if band_edges is None:
+        return np.pad(np.mean(rise, axis=-2), (delay, 0))[:db.shape[-1]]
+    edges = np.unique(np.clip(np.asarray(band_edges), 0, n_mels)).astype(int)
+    env = np.empty((len(edges) - 1, rise.shape[-1]), rise.dtype)
+    for i, (a, b) in enumerate(zip(edges[:-1], edges[1:])):
+        env[i] = np.mean(rise[a:b], axis=-2)
+    return np.pad(env, ((0, 0), (delay, 0)))[:, :db.shape[-1]]
 
 
 def tempo_bpms(win_length: int, sample_rate_hz: float, hop: int) -> np.ndarray:
