@@ -31,9 +31,7 @@ def hann(n: int) -> np.ndarray:
 
 def frames(y: np.ndarray, frame_length: int, hop: int) -> np.ndarray:
     """``(frame_length, n_frames)`` read-only view of ``y``'s frames, one per column."""
-    n = 1 + (len(y) - frame_length) // hop
-    return np.lib.stride_tricks.as_strided(y, shape=(frame_length, n), strides=(y.strides[0], hop * y.strides[0]),
-                                           writeable=False)
+    return np.lib.stride_tricks.sliding_window_view(y, frame_length)[::hop].T
 
 
 def stft(y: np.ndarray, n_fft: int, hop: int, window: np.ndarray | None = None) -> np.ndarray:
