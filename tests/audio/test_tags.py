@@ -202,6 +202,31 @@ def test_tag_worker_prepared_with_the_mixture_gives_the_same_tags():
         assert worker._pending is None
 
 
+def test_separate_tags_without_librosa_installed(tmp_path):
+    """The first command of the README installs no extra: the tags need none (the analysis is
+    unbake.audio.features), in the command and in its worker process."""
+    import os
+    import subprocess
+    import sys
+
+    blocker = tmp_path / "site" / "librosa"
+    blocker.mkdir(parents=True)
+    (blocker / "__init__.py").write_text("raise ImportError('librosa is not installed here')\n")
+    audio, _ = bar_music()
+    src = tmp_path / "song.wav"
+    write_audio(src, audio, SR)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path / "site")] + sys.path)}
+    res = subprocess.run([sys.executable, "-m", "unbake", "separate", str(src), "-o", str(tmp_path / "out"),
+                          "-n", "center"], capture_output=True, text=True, env=env, timeout=300)
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert "worker stopped" not in res.stderr  # the worker itself analysed
+    sidecar = json.loads((tmp_path / "out/song/track.json").read_text())
+    assert sidecar["bpm"] == pytest.approx(BPM, rel=0.02)
+    assert read_tags(tmp_path / "out/song/vocals.wav")["key"] == sidecar["key"]
+    probe = subprocess.run([sys.executable, "-c", "import librosa"], capture_output=True, text=True, env=env)
+    assert probe.returncode != 0  # the blocker works, so the analysis above ran without librosa
+
+
 def test_tag_worker_prepared_with_silence_reports_it():
     from unbake.errors import InvalidAudioError
     from unbake.transcribe.timing import TagWorker
