@@ -3,18 +3,14 @@
 from __future__ import annotations
 
 import json
-import sys
 
 import numpy as np
 import pytest
 
-pytest.importorskip("librosa")
-
-from unbake.errors import DependencyError  # noqa: E402
-from unbake.analysis.align import find_offset  # noqa: E402
-from unbake.analysis.analyze import Key, analyze, key_from_chroma, librosa_module, parse_key  # noqa: E402
-from unbake.analysis.transforms import (TransformError, match, pitch_shift, shortest_shift,  # noqa: E402
-                                     stretch_to_bpm, time_stretch)
+from unbake.analysis.align import find_offset
+from unbake.analysis.analyze import Key, analyze, key_from_chroma, parse_key
+from unbake.analysis.transforms import (TransformError, match, pitch_shift, shortest_shift, stretch_to_bpm,
+                                     time_stretch)
 
 SR = 22050
 
@@ -271,12 +267,6 @@ def test_find_offset_of_identical_audio_is_zero():
 
 
 # ------------------------------------------------------------------------------ extras and CLI
-
-
-def test_missing_librosa_names_the_extra(monkeypatch):
-    monkeypatch.setitem(sys.modules, "librosa", None)
-    with pytest.raises(DependencyError, match=r"pip install unbake\[analysis\]"):
-        librosa_module()
 
 
 def test_cli_analyze_json_and_match(tmp_path):

@@ -12,10 +12,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-pytest.importorskip("librosa")
-
-from unbake.analysis.timemap import LowConfidenceError, TimeMap, require_confidence, time_map  # noqa: E402
-from unbake.analysis.warp import warp  # noqa: E402
+from unbake.analysis.timemap import LowConfidenceError, TimeMap, require_confidence, time_map
+from unbake.analysis.warp import warp
 
 REPO = Path(__file__).resolve().parents[2]
 SR = 22050
@@ -285,3 +283,23 @@ def test_low_confidence_regions_are_merged_and_named():
                  duration_a_s=60.0, duration_b_s=60.0)
     assert low_confidence_lines(tm) == ["0:42–0:50: low confidence (0.25)", "0:54–0:58: low confidence (0.10)"]
     assert [r.start_s for r in tm.low_confidence(0.15)] == [54.0]
+
+
+def test_dtw_equals_librosa_including_ties():
+    """The step-constrained DTW: the accumulated cost and the path of librosa.sequence.dtw, also
+    where several paths cost the same (costs on a coarse grid), and no path when one sequence is
+    more than three times as long as the other."""
+    librosa = pytest.importorskip("librosa")
+    from unbake.analysis.timemap import STEP_WEIGHTS, STEPS, dtw
+
+    rng = np.random.default_rng(3)
+    for n, m in ((40, 55), (230, 170), (12, 30)):
+        for cost in (rng.random((n, m)), np.round(rng.random((n, m)) * 3) / 3):
+            D, wp = librosa.sequence.dtw(C=cost, step_sizes_sigma=STEPS, weights_mul=STEP_WEIGHTS)
+            total, path = dtw(cost, STEPS, STEP_WEIGHTS)
+            assert total == D[-1, -1]
+            np.testing.assert_array_equal(path, wp[::-1])
+    total, path = dtw(rng.random((100, 20)), STEPS, STEP_WEIGHTS)
+    assert total == np.inf and path.shape == (0, 2)
+    with pytest.raises(ValueError, match="advance both"):
+        dtw(rng.random((5, 5)), np.array([[1, 0]]), np.ones(1))

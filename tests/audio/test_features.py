@@ -148,3 +148,19 @@ def test_band_onsets_equal_librosa_in_either_precision(song):
         ours = features.onset_strength(y, SR, ALIGN_HOP, n_fft=1024, band_edges=BAND_EDGES)
         assert ours.dtype == ref.dtype and ours.shape == ref.shape == (len(BAND_EDGES) - 1, len(ref[0]))
         np.testing.assert_allclose(ours, ref, rtol=1e-6, atol=1e-6)
+
+
+def test_harmonic_part_and_istft_equal_librosa(song):
+    for y in (song, tone(196.0, seconds=3.0, seed=7)):
+        np.testing.assert_allclose(features.harmonic_part(y), librosa.effects.harmonic(y, margin=1.0), rtol=0,
+                                   atol=1e-6)
+        spec = librosa.stft(y)
+        for length in (len(y), len(y) - 700, len(y) + 3000):  # trimmed, and padded past the frames
+            np.testing.assert_allclose(features.istft(spec, 512, length), librosa.istft(spec, length=length),
+                                       rtol=0, atol=1e-6)
+    # a steady tone is all harmonic; a click train is all percussive
+    t = tone(196.0, seconds=3.0, seed=7)
+    assert np.std(features.harmonic_part(t)[SR:-SR] - t[SR:-SR]) < 0.05 * np.std(t)
+    clicks = np.zeros(3 * SR, np.float32)
+    clicks[::SR // 4] = 1.0
+    assert np.abs(features.harmonic_part(clicks)).max() < 0.2

@@ -184,7 +184,6 @@ def _stems_folder(name: str, folder: Path) -> Path:
 @pytest.mark.skipif(not (MUSDB / f"{SONG_A}.stem.mp4").is_file() or not (MUSDB / f"{SONG_B}.stem.mp4").is_file(),
                     reason="musdb18-7s previews not available")
 def test_real_mashup_vocals_right_band_left(tmp_path):
-    pytest.importorskip("librosa")
     from unbake.audio import read_audio
     from unbake.remix.master import integrated_lufs
     from unbake.analysis.transforms import stretch_and_shift
@@ -245,7 +244,6 @@ def test_real_mashup_vocals_right_band_left(tmp_path):
 def test_align_beats_finds_a_known_delay(tmp_path):
     """Song A is song B's beat (kick on the beat, hi-hat between) started 0.1 s late, plus a
     'vocals' stem; aligning A's vocals to B must move them 0.1 s earlier, not onto the off-beat."""
-    pytest.importorskip("librosa")
     rng = np.random.default_rng(7)
     n = 5 * SR
     t = np.arange(int(0.2 * SR)) / SR
@@ -293,7 +291,6 @@ def test_sync_warp_and_bars_validation(clicks_song):
 def cover_songs(tmp_path_factory):
     """Song b: a tune on piano at a steady 100 BPM (stems band); song a: the same tune sung
     ('vocals', another timbre) 3 semitones up with rubato, a fermata and a rushed phrase."""
-    pytest.importorskip("librosa")
     from test_sync import SR as SYNC_SR, render, rubato, score, steady
 
     root = tmp_path_factory.mktemp("cover")

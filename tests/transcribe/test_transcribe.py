@@ -224,3 +224,14 @@ def test_song_stem_is_separated_then_transcribed(tmp_path, monkeypatch):
 
     with pytest.raises(UnbakeError, match="--as"):
         transcribe_file(tmp_path / "song.wav", stem="accompaniment", model="center")
+
+
+def test_missing_librosa_names_the_extra(monkeypatch):
+    import sys
+
+    from unbake.errors import DependencyError
+    from unbake.transcribe.notes import librosa_module
+
+    monkeypatch.setitem(sys.modules, "librosa", None)
+    with pytest.raises(DependencyError, match=r"pip install unbake\[transcribe\]"):
+        librosa_module()

@@ -2,9 +2,8 @@
 envelopes, alignment between recordings, time maps between two performances of one song, and
 the time-stretch / pitch-shift / warp transforms that act on what was found.
 
-Tempo, beats, downbeats, key and alignment need only numpy, scipy and soxr
-(:mod:`unbake.audio.features`); time maps use librosa, an optional extra (``pip install unbake[analysis]``) imported
-only when called.
+Needs only numpy, scipy and soxr: the features are :mod:`unbake.audio.features`, computed as
+librosa computes them (librosa itself is left to the MIDI transcription, :mod:`unbake.transcribe`).
 """
 
 from .align import find_offset

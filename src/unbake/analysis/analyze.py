@@ -1,8 +1,7 @@
 """Tempo, beat and key analysis of a mix or a stem, for matching songs in a mash-up.
 
 Needs no extra: :mod:`unbake.audio.features` computes librosa's onset envelope, tempogram and
-chroma as librosa does (the other analyses of this package use librosa, an optional extra:
-``pip install unbake[analysis]``).
+chroma as librosa does.
 
 Method
 ------
@@ -42,7 +41,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..errors import DependencyError, InvalidAudioError
+from ..errors import InvalidAudioError
 
 ANALYSIS_RATE_HZ = 22050
 ONSET_HOP = 256  # 11.6 ms frames: fine enough for beat times, cheap enough for whole songs
@@ -62,17 +61,6 @@ _NAME_TO_PC.update({"Db": 1, "D#": 3, "Gb": 6, "G#": 8, "A#": 10, "Cb": 11, "B#"
 # Krumhansl & Kessler (1982) probe-tone ratings, tonic first
 KK_MAJOR = np.array([6.35, 2.23, 3.48, 2.33, 4.38, 4.09, 2.52, 5.19, 2.39, 3.66, 2.29, 2.88])
 KK_MINOR = np.array([6.33, 2.68, 3.52, 5.38, 2.60, 3.53, 2.54, 4.75, 3.98, 2.69, 3.34, 3.17])
-
-
-def librosa_module():
-    """librosa, or a :class:`DependencyError` saying how to install it."""
-    try:
-        import librosa
-    except ImportError as exc:
-        raise DependencyError(
-            "this analysis needs librosa: pip install unbake[analysis]"
-        ) from exc
-    return librosa
 
 
 @dataclass(frozen=True)

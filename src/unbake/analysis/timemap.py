@@ -1,7 +1,8 @@
 """Time maps between two performances of one song (a cover and its original, two takes): which
 moment of performance B each moment of performance A corresponds to, with a confidence per region.
 
-librosa is an optional extra (``pip install unbake[analysis]``), imported only when called.
+Needs no extra: the features are :mod:`unbake.audio.features` (computed as librosa computes them)
+and the DTW is :func:`dtw` (librosa's, a row at a time).
 
 Method
 ------
@@ -16,7 +17,7 @@ Method
   the 12 semitone shifts and a coarse dynamic time warping (DTW) of each rotation against B is
   run; the rotation with the cheapest path wins. The reported ``semitones`` is the shift that
   brings A into B's key, the short way round (-6..+5): A a minor third above B gives -3.
-* **DTW with step constraints** (``librosa.sequence.dtw``): steps (1, 1), (2, 1), (1, 2), (3, 1)
+* **DTW with step constraints** (:func:`dtw`, as ``librosa.sequence.dtw`` computes it): steps (1, 1), (2, 1), (1, 2), (3, 1)
   and (1, 3) frames, so the local tempo ratio between the performances stays between 1/3 and 3
   (a fermata held three times as long is the most allowed; a path that stands still in one
   performance while the other plays on is not). Steps are weighted by how many frames they
@@ -43,7 +44,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from ..errors import ConfigError, InvalidAudioError, UnbakeError
-from .analyze import ANALYSIS_RATE_HZ, librosa_module, to_mono_analysis_rate
+from .analyze import ANALYSIS_RATE_HZ, to_mono_analysis_rate
 
 FEATURE_HOP = 512  # 23 ms frames at 22.05 kHz
 MAX_DTW_CELLS = 2.0e7  # frames(A) x frames(B) of the fine DTW; the hop doubles until under this
@@ -185,14 +186,9 @@ def chroma_features(mono: np.ndarray, hop: int) -> tuple[np.ndarray, np.ndarray]
     decay of :data:`ONSET_DECAY_S`: timbre-independent "this note starts now" cues, which pin a
     held note's end where the plain chroma cannot (a piano's note fades, a voice's is held).
     """
-    import warnings
+    from ..audio.features import chroma_cqt, harmonic_part
 
-    librosa = librosa_module()
-    harmonic = librosa.effects.harmonic(np.asarray(mono, np.float32), margin=1.0)
-    with warnings.catch_warnings():
-        # librosa warns when a signal has too few peaks to estimate its tuning; 0 is then right
-        warnings.simplefilter("ignore", UserWarning)
-        chroma = librosa.feature.chroma_cqt(y=harmonic, sr=ANALYSIS_RATE_HZ, hop_length=hop, norm=None)
+    chroma = chroma_cqt(harmonic_part(mono), ANALYSIS_RATE_HZ, hop, norm=None)
     peak = float(chroma.max())
     if peak <= 0:
         raise InvalidAudioError("cannot map silence")
@@ -232,13 +228,50 @@ def _pool(x: np.ndarray, k: int) -> np.ndarray:
 
 def _dtw(cost: np.ndarray) -> tuple[float, np.ndarray]:
     """Step-constrained DTW of ``cost (n, m)``: ``(cost per advanced frame, path (k, 2) start first)``."""
-    librosa = librosa_module()
-    D, wp = librosa.sequence.dtw(C=cost, step_sizes_sigma=STEPS, weights_mul=STEP_WEIGHTS)
-    total = float(D[-1, -1])
+    total, path = dtw(cost, STEPS, STEP_WEIGHTS)
     if not math.isfinite(total):
         raise InvalidAudioError(
             "the performances cannot be mapped: one is more than three times as long as the other")
-    return total / (cost.shape[0] + cost.shape[1]), np.asarray(wp[::-1])
+    return total / (cost.shape[0] + cost.shape[1]), path
+
+
+def dtw(cost: np.ndarray, steps: np.ndarray, weights: np.ndarray) -> tuple[float, np.ndarray]:
+    """Dynamic time warping of ``cost (n, m)`` from ``(0, 0)`` to ``(n - 1, m - 1)`` with the given
+    steps (each advances both sequences: ``steps (k, 2)`` of positive integers) and step weights
+    (a step into a cell adds ``weight * cost``): ``(accumulated cost, path (p, 2) start first)``;
+    the cost is infinite, and the path empty, when no path exists. The result of
+    ``librosa.sequence.dtw(C=cost, step_sizes_sigma=steps, weights_mul=weights)`` (ties go to the
+    earlier step), computed a row at a time: written here because librosa's compiled loop costs a
+    numba import, and with every step advancing both sequences a row depends only on the rows
+    before it."""
+    steps = np.asarray(steps, dtype=int)
+    if np.any(steps < 1):
+        raise ValueError("every step must advance both sequences")
+    n, m = cost.shape
+    back, left = int(steps[:, 0].max()), int(steps[:, 1].max())
+    acc = np.full((n + back, m + left), np.inf)
+    choice = np.zeros((n, m), np.int8)
+    for i in range(n):
+        row = i + back
+        # (weight * cost) added to the cell the step comes from, as librosa computes each candidate
+        candidates = np.stack([acc[row - di, left - dj:left - dj + m] + weights[k] * cost[i]
+                               for k, (di, dj) in enumerate(steps)])
+        best = np.argmin(candidates, axis=0)
+        acc[row, left:] = candidates[best, np.arange(m)]
+        choice[i] = best
+        if i == 0:
+            acc[back, left] = cost[0, 0]  # the start: no step leads into it
+    total = float(acc[-1, -1])
+    if not np.isfinite(total):
+        return total, np.zeros((0, 2), int)
+    path = [(n - 1, m - 1)]
+    while path[-1] != (0, 0):
+        i, j = path[-1]
+        di, dj = steps[choice[i, j]]
+        if i - di < 0 or j - dj < 0:
+            return float("inf"), np.zeros((0, 2), int)
+        path.append((i - di, j - dj))
+    return total, np.array(path[::-1])
 
 
 def find_transposition(chroma_a: np.ndarray, chroma_b: np.ndarray) -> tuple[int, np.ndarray]:

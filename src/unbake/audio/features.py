@@ -53,6 +53,64 @@ def stft(y: np.ndarray, n_fft: int, hop: int, window: np.ndarray | None = None) 
     return out
 
 
+def istft(spec: np.ndarray, hop: int, length: int) -> np.ndarray:
+    """Inverse of :func:`stft` (Hann window, ``n_fft = 2 * (bins - 1)``) as float32 of ``length``
+    samples: the windowed frames overlap-added in order and divided by the summed squared window."""
+    from scipy import fft
+
+    n_fft = 2 * (spec.shape[0] - 1)
+    window = hann(n_fft)
+    n_frames = min(spec.shape[1], int(np.ceil((length + 2 * (n_fft // 2)) / hop)))
+    total = n_fft + hop * (n_frames - 1)
+    y = np.zeros(total, np.float32)
+    norm = np.zeros(total, np.float32)
+    squared = window ** 2
+    step = max(1, (1 << 18) // n_fft)
+    for a in range(0, n_frames, step):
+        block = window[:, None] * fft.irfft(spec[:, a:min(a + step, n_frames)], n=n_fft, axis=0)
+        for k in range(block.shape[1]):
+            start = (a + k) * hop
+            y[start:start + n_fft] += block[:, k]
+    for k in range(n_frames):
+        norm[k * hop:k * hop + n_fft] += squared
+    y = y[n_fft // 2:n_fft // 2 + length]
+    norm = norm[n_fft // 2:n_fft // 2 + length]
+    if len(y) < length:
+        y, norm = np.pad(y, (0, length - len(y))), np.pad(norm, (0, length - len(norm)))
+    nonzero = norm > np.finfo(norm.dtype).tiny
+    y[nonzero] /= norm[nonzero]
+    return y
+
+
+def harmonic_part(y: np.ndarray, *, kernel: int = 31, n_fft: int = 2048) -> np.ndarray:
+    """The harmonic part of float32 ``y`` (median-filtering harmonic/percussive separation: the
+    magnitude median over ``kernel`` frames against the median over ``kernel`` bins, soft masks
+    of power 2, no margin), as ``librosa.effects.harmonic`` computes it."""
+    from scipy.ndimage import median_filter
+
+    y = np.asarray(y, np.float32)
+    spec = stft(y, n_fft, n_fft // 4)
+    mag = np.abs(spec)
+    silent = mag == 0
+    phase = np.empty_like(spec)
+    safe = mag + silent
+    phase.real = spec.real / safe + silent
+    phase.imag = spec.imag / safe
+    harm = np.empty_like(mag)
+    harm[:] = median_filter(mag, size=(1, kernel), mode="reflect")
+    perc = np.empty_like(mag)
+    perc[:] = median_filter(mag, size=(kernel, 1), mode="reflect")
+    z = np.maximum(harm, perc * 1.0).astype(mag.dtype)
+    bad = z < np.finfo(mag.dtype).tiny
+    z[bad] = 1
+    mask = (harm / z) ** 2.0
+    other = (perc * 1.0 / z) ** 2.0
+    good = ~bad
+    mask[good] /= mask[good] + other[good]
+    mask[bad] = 0.5
+    return istft(mag * mask * phase, n_fft // 4, len(y))
+
+
 # --- mel filterbank: librosa.filters.mel (Slaney scale, Slaney area normalisation) ---------------
 
 def _hz_to_mel(hz: np.ndarray) -> np.ndarray:
@@ -290,9 +348,7 @@ def cqt_magnitude(y: np.ndarray, sample_rate_hz: float, hop: int, *, n_bins: int
         basis, n_fft = _octave_basis(my_sr, freqs[sl], alpha[sl])
         basis *= np.sqrt(sample_rate_hz / my_sr)
         responses.append(basis @ stft(my_y, n_fft, my_hop, np.ones(n_fft)))
-        if octave + 1 < n_octaves:
-            if my_hop % 2:
-                raise ValueError(f"hop {hop} cannot be halved for {n_octaves} octaves")
+        if octave + 1 < n_octaves and my_hop % 2 == 0:  # an odd hop keeps the rate, as librosa does
             my_hop //= 2
             my_sr /= 2.0
             half = soxr.resample(my_y, 2, 1, quality="soxr_hq")

@@ -49,7 +49,7 @@ def _leak(lower: np.ndarray, upper: np.ndarray) -> float:
 def transcribe_drums(audio: np.ndarray, sample_rate: int) -> list[Note]:
     """Kick (36), snare (38) and closed hi-hat (42) hits in a drum stem ``(c, t)`` or ``(t,)``;
     see the module docstring for the method."""
-    from ..analysis.analyze import librosa_module
+    from .notes import librosa_module
     from ..audio.dsp import as_channels_first, resample
 
     librosa = librosa_module()

@@ -74,6 +74,19 @@ class Note:
         return d
 
 
+def librosa_module():
+    """librosa (pYIN, onset picking), or a :class:`DependencyError` saying how to install it."""
+    from ..errors import DependencyError
+
+    try:
+        import librosa
+    except ImportError as exc:
+        raise DependencyError(
+            "transcription needs librosa: pip install unbake[transcribe]"
+        ) from exc
+    return librosa
+
+
 def _velocities(levels_db: np.ndarray) -> list[int]:
     if len(levels_db) == 0:
         return []
@@ -85,7 +98,7 @@ def _velocities(levels_db: np.ndarray) -> list[int]:
 def transcribe_line(audio: np.ndarray, sample_rate: int, kind: str = "bass") -> list[Note]:
     """Notes of a monophonic line in ``audio (c, t)`` (or mono ``(t,)``); ``kind`` is ``bass``
     or ``melody``. See the module docstring for the method."""
-    from ..analysis.analyze import ANALYSIS_RATE_HZ, librosa_module, to_mono_analysis_rate
+    from ..analysis.analyze import ANALYSIS_RATE_HZ, to_mono_analysis_rate
     from ..errors import UnbakeError
 
     if kind not in KINDS:
