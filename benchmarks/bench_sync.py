@@ -1,6 +1,6 @@
 """Accuracy of `unbake sync` and `unbake warp` on synthesised performances with random tempo curves.
 
-Sync: for each case, B is the tune of tests/test_sync.py on piano at a steady 100 BPM; A is the
+Sync: for each case, B is the tune of tests/analysis/test_sync.py on piano at a steady 100 BPM; A is the
 same notes in another timbre, transposed by a random -5..+5 semitones, at a random overall
 tempo (80..120 BPM) with a random rubato curve (depth 5..20 %), a fermata on a random beat and
 a rushed phrase at a random place. Printed: how often the transposition is found, and the
@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "analysis"))
 
 from test_sync import SR, nearest_ms, onsets_s, render, rubato, score, steady  # noqa: E402
 
