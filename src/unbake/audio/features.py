@@ -1,13 +1,15 @@
-"""The spectral features of the tempo, beat and key analysis: onset strength, the tempo of an
-onset envelope, constant-Q chroma, computed step for step as librosa 0.11 computes
-``librosa.onset.onset_strength``, ``librosa.feature.tempo`` and ``librosa.feature.chroma_cqt``
-(same padding, windows, filters, tuning estimate, data types), so the analysis gives the answers
-it gave with librosa; ``tests/audio/test_features.py`` holds each function to librosa's.
+"""The spectral features of :mod:`unbake.analysis` (tempo, beats, downbeats, key, alignment, time
+maps): the STFT and its inverse, onset strength, the tempo of an onset envelope, the tuning
+estimate, constant-Q and STFT chroma, the harmonic part of a signal, computed step for step as
+librosa 0.11 computes ``librosa.onset.onset_strength(_multi)``, ``librosa.feature.tempo``,
+``librosa.feature.chroma_cqt``/``chroma_stft`` and ``librosa.effects.harmonic`` (same padding,
+windows, filters, tuning estimate, data types), so the analysis gives the answers it gave with
+librosa; ``tests/audio/test_features.py`` holds each function to librosa's.
 
 Written here because importing librosa (numba, ``scipy.signal``, ``scipy.stats``; its kernels are
-compiled or loaded at import) costs more CPU than the whole analysis of a 4-minute excerpt, and
-``unbake separate`` pays it in every run, on the core the separation needs (model card, "Speed
-and memory"). This module needs only numpy, ``scipy.fft`` and soxr.
+compiled or loaded at import) is a large fixed cost in every process that analyses, and
+``unbake separate`` paid it in every run, on the core the separation needs (model card, "Speed
+and memory"). This module needs only numpy, ``scipy.fft``, ``scipy.ndimage`` and soxr.
 """
 
 from __future__ import annotations
@@ -100,11 +102,11 @@ def harmonic_part(y: np.ndarray, *, kernel: int = 31, n_fft: int = 2048) -> np.n
     harm[:] = median_filter(mag, size=(1, kernel), mode="reflect")
     perc = np.empty_like(mag)
     perc[:] = median_filter(mag, size=(kernel, 1), mode="reflect")
-    z = np.maximum(harm, perc * 1.0).astype(mag.dtype)
+    z = np.maximum(harm, perc).astype(mag.dtype)
     bad = z < np.finfo(mag.dtype).tiny
     z[bad] = 1
     mask = (harm / z) ** 2.0
-    other = (perc * 1.0 / z) ** 2.0
+    other = (perc / z) ** 2.0
     good = ~bad
     mask[good] /= mask[good] + other[good]
     mask[bad] = 0.5
@@ -154,14 +156,14 @@ def mel_filterbank(sample_rate_hz: float, n_fft: int, n_mels: int, fmax_hz: floa
 
 def onset_strength(y: np.ndarray, sample_rate_hz: float, hop: int, *, n_mels: int = 128,
                    fmax_hz: float | None = None, n_fft: int = 2048, band_edges=None) -> np.ndarray:
-    """Spectral flux ``(1 + len(y) // hop,)`` float32 of mono ``y``: the mean over the mel bands of
-    the rise in dB (80 dB range) from one frame to the next, delayed to the frame centres. With
+    """Spectral flux ``(1 + len(y) // hop,)`` of mono ``y`` (float32; float64 for float64 ``y``): the
+    mean over the mel bands of the rise in dB (80 dB range) from one frame to the next, delayed to
+    the frame centres. With
     ``band_edges`` (mel band indices, ascending), one such envelope per group of bands between two
     consecutive edges: ``(groups, frames)``, as ``librosa.onset.onset_strength_multi(channels=)``."""
     power = np.abs(stft(y, n_fft, hop)) ** 2
     mel = np.einsum("...ft,mf->...mt", power, mel_filterbank(sample_rate_hz, n_fft, n_mels, fmax_hz), optimize=True)
-    db = 10.0 * np.log10(np.maximum(1e-10, mel))
-    db -= 10.0 * np.log10(np.maximum(1e-10, 1.0))
+    db = 10.0 * np.log10(np.maximum(1e-10, mel))  # dB re 1
     db = np.maximum(db, db.max() - 80.0)
     rise = np.maximum(0.0, db[:, 1:] - db[:, :-1])
     delay = 1 + n_fft // (2 * hop)
@@ -306,7 +308,7 @@ def _octave_basis(sample_rate_hz: float, freqs: np.ndarray, alpha: np.ndarray) -
     smallest coefficients of each row that together hold 1 % of its magnitude are zeroed."""
     from scipy import fft
 
-    lengths = (1.0 / alpha) * sample_rate_hz / (freqs + 0.0)
+    lengths = (1.0 / alpha) * sample_rate_hz / freqs
     n_fft = int(2.0 ** np.ceil(np.log2(max(lengths))))
     basis = np.zeros((len(freqs), n_fft), np.complex64)
     for row, (ilen, freq) in enumerate(zip(lengths, freqs)):
@@ -333,10 +335,10 @@ def cqt_magnitude(y: np.ndarray, sample_rate_hz: float, hop: int, *, n_bins: int
 
     n_octaves = int(np.ceil(float(n_bins) / bins_per_octave))
     fmin_hz = fmin_hz * 2.0 ** (tuning / bins_per_octave)
-    ratios = 2.0 ** ((0.0 + np.arange(0, bins_per_octave, dtype=float)) / bins_per_octave)
+    ratios = 2.0 ** (np.arange(0, bins_per_octave, dtype=float) / bins_per_octave)
     freqs = np.sort(np.multiply.outer(2.0 ** np.arange(float(n_octaves)), ratios).flatten()[:n_bins]) * fmin_hz
     alpha = _relative_bandwidth(freqs)
-    lengths = (1.0 / alpha) * sample_rate_hz / (freqs + 0.0)
+    lengths = (1.0 / alpha) * sample_rate_hz / freqs
     cutoff = max(freqs * (1 + 0.5 * HANN_BANDWIDTH * alpha))
     if cutoff > sample_rate_hz / 2:
         raise ValueError(f"constant-Q filters up to {cutoff:.0f} Hz exceed the Nyquist frequency")
