@@ -57,7 +57,7 @@ def test_beats_follow_a_click_track_and_refuse_bad_input():
         beat_frames(np.stack([env, env]), bpm, FPS)
 
 
-def test_tags_analysis_alignment_and_time_maps_never_import_librosa():
+def test_tags_analysis_time_maps_and_drum_transcription_never_import_librosa():
     """Its import (numba, scipy.signal) costs more CPU than the analysis, in every process."""
     import subprocess
     import sys
@@ -78,6 +78,8 @@ def test_tags_analysis_alignment_and_time_maps_never_import_librosa():
             "assert abs(find_offset(mix[:-2205], mix[2205:], sr, max_offset_s=0.2) - 0.1) < 0.01\n"  # alignment
             "from unbake.analysis.timemap import time_map\n"
             "assert time_map(mix, mix, sr).semitones == 0\n"  # and time maps
+            "from unbake.transcribe.drums import transcribe_drums\n"
+            "assert transcribe_drums(clicks, sr)\n"  # and drum transcription
             "print(sorted({m.split('.')[0] for m in sys.modules} & {'librosa', 'numba', 'llvmlite'}))\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr

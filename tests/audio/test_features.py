@@ -164,3 +164,19 @@ def test_harmonic_part_and_istft_equal_librosa(song):
     clicks = np.zeros(3 * SR, np.float32)
     clicks[::SR // 4] = 1.0
     assert np.abs(features.harmonic_part(clicks)).max() < 0.2
+
+
+def test_onset_picking_and_db_equal_librosa(song):
+    """The drum transcription's attacks: librosa's peak picking (ties and plateaus included) and dB."""
+    rng = np.random.default_rng(8)
+    for trial in range(60):
+        env = rng.random(int(rng.integers(10, 2000))) ** 3
+        env = np.round(env * 5) / 5 if trial % 3 == 0 else env.astype(np.float32)
+        sr, hop = (22050, 256) if trial % 2 else (44100, 128)
+        np.testing.assert_array_equal(features.pick_onsets(env.copy(), sr, hop),
+                                      librosa.onset.onset_detect(onset_envelope=env.copy(), sr=sr, hop_length=hop))
+    assert features.pick_onsets(np.zeros(50), SR, 256).size == 0
+    power = np.abs(librosa.stft(song, n_fft=1024, hop_length=128)) ** 2
+    np.testing.assert_allclose(features.power_to_db(power, ref=None), librosa.power_to_db(power, ref=np.max),
+                               rtol=0, atol=1e-4)
+    np.testing.assert_allclose(features.power_to_db(power), librosa.power_to_db(power), rtol=0, atol=1e-4)

@@ -163,8 +163,7 @@ def onset_strength(y: np.ndarray, sample_rate_hz: float, hop: int, *, n_mels: in
     consecutive edges: ``(groups, frames)``, as ``librosa.onset.onset_strength_multi(channels=)``."""
     power = np.abs(stft(y, n_fft, hop)) ** 2
     mel = np.einsum("...ft,mf->...mt", power, mel_filterbank(sample_rate_hz, n_fft, n_mels, fmax_hz), optimize=True)
-    db = 10.0 * np.log10(np.maximum(1e-10, mel))  # dB re 1
-    db = np.maximum(db, db.max() - 80.0)
+    db = power_to_db(mel)
     rise = np.maximum(0.0, db[:, 1:] - db[:, :-1])
     delay = 1 + n_fft // (2 * hop)
     if band_edges is None:
@@ -174,6 +173,17 @@ def onset_strength(y: np.ndarray, sample_rate_hz: float, hop: int, *, n_mels: in
     for i, (a, b) in enumerate(zip(edges[:-1], edges[1:])):
         env[i] = np.mean(rise[a:b], axis=-2)
     return np.pad(env, ((0, 0), (delay, 0)))[:, :db.shape[-1]]
+
+
+def power_to_db(power: np.ndarray, *, ref: float | None = 1.0, top_db: float = 80.0) -> np.ndarray:
+    """``power`` in dB re ``ref`` (None: re its largest value), floored ``top_db`` below the
+    largest, as ``librosa.power_to_db`` computes it."""
+    db = 10.0 * np.log10(np.maximum(1e-10, power))
+    if ref is None:
+        db -= 10.0 * np.log10(np.maximum(1e-10, np.max(power)))
+    elif ref != 1.0:
+        db -= 10.0 * np.log10(np.maximum(1e-10, ref))
+    return np.maximum(db, db.max() - top_db)
 
 
 def tempo_bpms(win_length: int, sample_rate_hz: float, hop: int) -> np.ndarray:
@@ -426,6 +436,38 @@ def chroma_stft(y: np.ndarray, sample_rate_hz: float, hop: int, *, n_fft: int = 
     out = np.empty_like(raw)
     out[:] = raw / peak
     return out
+
+
+def pick_onsets(env: np.ndarray, sample_rate_hz: float, hop: int, *, delta: float = 0.07) -> np.ndarray:
+    """Frames of the onsets in an onset envelope, as ``librosa.onset.onset_detect`` picks them: the
+    envelope scaled to [0, 1]; a frame is an onset when it is the largest within 30 ms before it,
+    at least ``delta`` above the mean from 100 ms before to 100 ms after it, and 30 ms or more
+    after the previous onset."""
+    env = np.asarray(env)
+    env = env - np.min(env, keepdims=True, axis=-1)
+    env /= np.max(env, keepdims=True, axis=-1) + np.finfo(env.dtype).tiny
+    if not env.any() or not np.all(np.isfinite(env)):
+        return np.zeros(0, int)
+    pre_max = int(np.ceil(0.03 * sample_rate_hz // hop))
+    post_max = int(np.ceil(0.0 * sample_rate_hz // hop + 1))
+    pre_avg = int(np.ceil(0.1 * sample_rate_hz // hop))
+    post_avg = int(np.ceil(0.1 * sample_rate_hz // hop + 1))
+    wait = int(np.ceil(0.03 * sample_rate_hz // hop))
+    n_frames = len(env)
+    onsets = []
+    if env[0] >= np.max(env[:min(post_max, n_frames)]) and env[0] >= np.mean(env[:min(post_avg, n_frames)]) + delta:
+        onsets.append(0)
+        n = wait + 1
+    else:
+        n = 1
+    while n < n_frames:
+        if env[n] == np.max(env[max(0, n - pre_max):min(n + post_max, n_frames)]) and \
+                env[n] >= np.mean(env[max(0, n - pre_avg):min(n + post_avg, n_frames)]) + delta:
+            onsets.append(n)
+            n += wait + 1
+        else:
+            n += 1
+    return np.array(onsets, int)
 
 
 def sync_mean(data: np.ndarray, edges: np.ndarray) -> np.ndarray:

@@ -2,9 +2,9 @@
 
 Method
 ------
-* Attacks: peaks (librosa's peak picking) of the largest of the three bands' log-spectral
-  flux, each band's flux scaled to its own maximum, on the mono stem at 44.1 kHz (or the
-  stem's own rate when lower).
+* Attacks: peaks (librosa's peak picking, as :func:`unbake.audio.features.pick_onsets` computes
+  it) of the largest of the three bands' log-spectral flux, each band's flux scaled to its own
+  maximum, on the mono stem at 44.1 kHz (or the stem's own rate when lower).
 * Each attack is described by how much the energy in three bands rises over the
   :data:`WINDOW_S` after it compared with the :data:`WINDOW_S` before it: the kick band
   (:data:`KICK_HZ`, the drum's body), the snare band (:data:`SNARE_HZ`, the wires' noise, above
@@ -49,27 +49,25 @@ def _leak(lower: np.ndarray, upper: np.ndarray) -> float:
 def transcribe_drums(audio: np.ndarray, sample_rate: int) -> list[Note]:
     """Kick (36), snare (38) and closed hi-hat (42) hits in a drum stem ``(c, t)`` or ``(t,)``;
     see the module docstring for the method."""
-    from .notes import librosa_module
     from ..audio.dsp import as_channels_first, resample
+    from ..audio.features import pick_onsets, power_to_db, stft
 
-    librosa = librosa_module()
     x = as_channels_first(audio).mean(axis=0, keepdims=True)
     sr = min(int(sample_rate), RATE_HZ)
     y = resample(x, int(sample_rate), sr)[0]
     if not np.any(np.abs(y) > 1e-5):
         return []
-    spec = np.abs(librosa.stft(y, n_fft=N_FFT, hop_length=HOP))
+    spec = np.abs(stft(y, N_FFT, HOP))
     power = spec ** 2
-    freqs = librosa.fft_frequencies(sr=sr, n_fft=N_FFT)
+    freqs = np.fft.rfftfreq(n=N_FFT, d=1.0 / sr)
     bands = [(freqs >= lo) & (freqs < min(hi, sr / 2)) for lo, hi in (KICK_HZ, SNARE_HZ, HAT_HZ)]
     # attacks from each band's own flux, each scaled to its loudest: a quiet hi-hat between
     # loud kicks is an attack too
-    log_spec = librosa.power_to_db(power, ref=np.max)
+    log_spec = power_to_db(power, ref=None)
     flux = np.maximum(np.diff(log_spec, axis=1, prepend=log_spec[:, :1]), 0.0)
     envs = [flux[b].mean(axis=0) for b in bands if b.any()]
     env = np.max([e / e.max() if e.max() > 0 else e for e in envs], axis=0)
-    onsets = librosa.onset.onset_detect(onset_envelope=env, sr=sr, hop_length=HOP, units="frames",
-                                        backtrack=False)
+    onsets = pick_onsets(env, sr, HOP)
     if len(onsets) == 0:
         return []
     w = max(1, int(round(WINDOW_S * sr / HOP)))
@@ -84,7 +82,7 @@ def transcribe_drums(audio: np.ndarray, sample_rate: int) -> list[Note]:
     snare = np.maximum(snare - _leak(kick, snare) * kick, 0.0)
     hat = np.maximum(hat - _leak(snare, hat) * snare, 0.0)
     # a centred frame sees an attack before its centre does: a quarter window on average
-    times = librosa.frames_to_time(onsets, sr=sr, hop_length=HOP) + N_FFT / 4 / sr
+    times = (onsets * HOP).astype(int) / sr + N_FFT / 4 / sr
     notes: list[Note] = []
     for drum, rise in ((KICK, kick), (SNARE, snare), (HAT, hat)):
         if rise.max() <= 0:

@@ -75,7 +75,7 @@ class Note:
 
 
 def librosa_module():
-    """librosa (pYIN, onset picking), or a :class:`DependencyError` saying how to install it."""
+    """librosa (pYIN for the lines), or a :class:`DependencyError` saying how to install it."""
     from ..errors import DependencyError
 
     try:
