@@ -125,7 +125,8 @@ def test_low_band_onsets_and_stft_chroma_equal_librosa(song):
     at the tuning of the power spectrogram's peaks."""
     for y in (song, tone(440.0 * 2 ** (0.25 / 12), seed=6)):
         ref = librosa.onset.onset_strength_multi(y=y, sr=SR, hop_length=ONSET_HOP, channels=[0, 16])[0]
-        np.testing.assert_allclose(features.onset_strength(y, SR, ONSET_HOP, band_edges=(0, 16))[0], ref, rtol=1e-6, atol=1e-6)
+        np.testing.assert_allclose(features.onset_strength(y, SR, ONSET_HOP, band_edges=(0, 16))[0], ref,
+                                   rtol=1e-6, atol=1e-6)
         power = np.abs(librosa.stft(y, n_fft=2048, hop_length=ONSET_HOP)) ** 2
         tuning = librosa.estimate_tuning(S=power, sr=SR, bins_per_octave=12)
         assert features.tuning_of_spectrogram(power, SR, 2048, 12) == pytest.approx(tuning, abs=1e-9)
@@ -144,7 +145,8 @@ def test_band_onsets_equal_librosa_in_either_precision(song):
     from unbake.analysis.align import ALIGN_HOP, BAND_EDGES
 
     for y in (song, song.astype(np.float64)):
-        ref = librosa.onset.onset_strength_multi(y=y, sr=SR, hop_length=ALIGN_HOP, n_fft=1024, channels=list(BAND_EDGES))
+        ref = librosa.onset.onset_strength_multi(y=y, sr=SR, hop_length=ALIGN_HOP, n_fft=1024,
+                                                 channels=list(BAND_EDGES))
         ours = features.onset_strength(y, SR, ALIGN_HOP, n_fft=1024, band_edges=BAND_EDGES)
         assert ours.dtype == ref.dtype and ours.shape == ref.shape == (len(BAND_EDGES) - 1, len(ref[0]))
         np.testing.assert_allclose(ours, ref, rtol=1e-6, atol=1e-6)

@@ -6,11 +6,11 @@ Needs no extra (the features are :mod:`unbake.audio.features`).
 Method
 ------
 * **Local tempo**: librosa's tempogram tempo (as :mod:`unbake.audio.features` computes it) per
-  onset frame (``aggregate=None``, a 4 s autocorrelation window, the same log-normal prior as :func:`.analyze.estimate_tempo`),
-  median-smoothed over :data:`TEMPO_SMOOTH_S`; librosa's dynamic-programming beat tracker then
-  runs with that time-varying tempo, so a performance that drifts, slows and rushes keeps its
-  beats instead of being forced onto one period. The reported curve is 60 / inter-beat interval
-  at each interval's midpoint, lightly smoothed.
+  onset frame (``aggregate=None``, a 4 s autocorrelation window, the same log-normal prior as
+  :func:`.analyze.estimate_tempo`), median-smoothed over :data:`TEMPO_SMOOTH_S`; librosa's
+  dynamic-programming beat tracker then runs with that time-varying tempo, so a performance that
+  drifts, slows and rushes keeps its beats instead of being forced onto one period. The reported
+  curve is 60 / inter-beat interval at each interval's midpoint, lightly smoothed.
 * **Downbeats** (4/4 assumed, ``beats_per_bar``): of the bar's possible phases, the one whose
   beats carry the most low-frequency onset strength (kick, bass) plus harmonic change (chords
   change on the bar) wins.

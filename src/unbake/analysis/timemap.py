@@ -17,11 +17,12 @@ Method
   the 12 semitone shifts and a coarse dynamic time warping (DTW) of each rotation against B is
   run; the rotation with the cheapest path wins. The reported ``semitones`` is the shift that
   brings A into B's key, the short way round (-6..+5): A a minor third above B gives -3.
-* **DTW with step constraints** (:func:`dtw`, as ``librosa.sequence.dtw`` computes it): steps (1, 1), (2, 1), (1, 2), (3, 1)
-  and (1, 3) frames, so the local tempo ratio between the performances stays between 1/3 and 3
-  (a fermata held three times as long is the most allowed; a path that stands still in one
-  performance while the other plays on is not). Steps are weighted by how many frames they
-  advance (2, 3, 3, 4, 4), so that no step is cheaper merely for touching fewer cells.
+* **DTW with step constraints** (:func:`dtw`, as ``librosa.sequence.dtw`` computes it): steps
+  (1, 1), (2, 1), (1, 2), (3, 1) and (1, 3) frames, so the local tempo ratio between the
+  performances stays between 1/3 and 3 (a fermata held three times as long is the most allowed;
+  a path that stands still in one performance while the other plays on is not). Steps are
+  weighted by how many frames they advance (2, 3, 3, 4, 4), so that no step is cheaper merely for
+  touching fewer cells.
 * **A smooth monotonic map.** The path is read as B-time per A-frame, lightly smoothed and made
   strictly increasing; every quarter second the map is then moved by the lag (within
   :data:`REFINE_MAX_S`) that best lines up the two spectral-flux onset envelopes in a window
@@ -264,12 +265,10 @@ def dtw(cost: np.ndarray, steps: np.ndarray, weights: np.ndarray) -> tuple[float
     total = float(acc[-1, -1])
     if not np.isfinite(total):
         return total, np.zeros((0, 2), int)
-    path = [(n - 1, m - 1)]
+    path = [(n - 1, m - 1)]  # a finite cell was reached by steps from the start: they lead back to it
     while path[-1] != (0, 0):
         i, j = path[-1]
         di, dj = steps[choice[i, j]]
-        if i - di < 0 or j - dj < 0:
-            return float("inf"), np.zeros((0, 2), int)
         path.append((i - di, j - dj))
     return total, np.array(path[::-1])
 

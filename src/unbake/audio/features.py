@@ -98,10 +98,8 @@ def harmonic_part(y: np.ndarray, *, kernel: int = 31, n_fft: int = 2048) -> np.n
     safe = mag + silent
     phase.real = spec.real / safe + silent
     phase.imag = spec.imag / safe
-    harm = np.empty_like(mag)
-    harm[:] = median_filter(mag, size=(1, kernel), mode="reflect")
-    perc = np.empty_like(mag)
-    perc[:] = median_filter(mag, size=(kernel, 1), mode="reflect")
+    harm = median_filter(mag, size=(1, kernel), mode="reflect")
+    perc = median_filter(mag, size=(kernel, 1), mode="reflect")
     z = np.maximum(harm, perc).astype(mag.dtype)
     bad = z < np.finfo(mag.dtype).tiny
     z[bad] = 1
@@ -398,11 +396,7 @@ def chroma_cqt(y: np.ndarray, sample_rate_hz: float, hop: int, *, norm: float | 
         return chroma
     if norm != np.inf:
         raise ValueError(f"norm must be None or inf, got {norm}")
-    peak = np.max(np.abs(chroma).astype(float), axis=0, keepdims=True)
-    peak[peak < np.finfo(chroma.dtype).tiny] = 1.0
-    out = np.empty_like(chroma)
-    out[:] = chroma / peak
-    return out
+    return _frames_to_peak_one(chroma)
 
 
 def chroma_filterbank(sample_rate_hz: float, n_fft: int, tuning: float) -> np.ndarray:
@@ -431,11 +425,7 @@ def chroma_stft(y: np.ndarray, sample_rate_hz: float, hop: int, *, n_fft: int = 
     power = np.abs(stft(y, n_fft, hop)) ** 2
     tuning = tuning_of_spectrogram(power, sample_rate_hz, n_fft, 12)
     raw = np.einsum("cf,...ft->...ct", chroma_filterbank(sample_rate_hz, n_fft, tuning), power, optimize=True)
-    peak = np.max(np.abs(raw).astype(float), axis=0, keepdims=True)
-    peak[peak < np.finfo(raw.dtype).tiny] = 1.0
-    out = np.empty_like(raw)
-    out[:] = raw / peak
-    return out
+    return _frames_to_peak_one(raw)
 
 
 def pick_onsets(env: np.ndarray, sample_rate_hz: float, hop: int, *, delta: float = 0.07) -> np.ndarray:
@@ -468,6 +458,14 @@ def pick_onsets(env: np.ndarray, sample_rate_hz: float, hop: int, *, delta: floa
         else:
             n += 1
     return np.array(onsets, int)
+
+
+def _frames_to_peak_one(x: np.ndarray) -> np.ndarray:
+    """Each column of ``x`` divided by its largest magnitude (columns of zeros left as they are),
+    in ``x``'s dtype."""
+    peak = np.max(np.abs(x).astype(float), axis=0, keepdims=True)
+    peak[peak < np.finfo(x.dtype).tiny] = 1.0
+    return (x / peak).astype(x.dtype)
 
 
 def sync_mean(data: np.ndarray, edges: np.ndarray) -> np.ndarray:

@@ -82,7 +82,7 @@ def transcribe_drums(audio: np.ndarray, sample_rate: int) -> list[Note]:
     snare = np.maximum(snare - _leak(kick, snare) * kick, 0.0)
     hat = np.maximum(hat - _leak(snare, hat) * snare, 0.0)
     # a centred frame sees an attack before its centre does: a quarter window on average
-    times = (onsets * HOP).astype(int) / sr + N_FFT / 4 / sr
+    times = onsets * HOP / sr + N_FFT / 4 / sr
     notes: list[Note] = []
     for drum, rise in ((KICK, kick), (SNARE, snare), (HAT, hat)):
         if rise.max() <= 0:
