@@ -97,24 +97,29 @@ def peak_memory(model: str, minutes: list[float]) -> None:
 
 
 def last_validations(run_dirs: list[str]) -> dict[int, dict[str, float]]:
-    """Per fold (``data.fold`` of the run's state), the validation row at the schedule's last step."""
+    """Per fold (``data.fold`` of the run's state), the validation row at the schedule's last step;
+    runs of one fold with different seeds are averaged (every fold must have as many)."""
     import csv
 
     from unbake.train.loop import STATE_NAME, read_state
 
-    rows: dict[int, dict[str, float]] = {}
+    runs: dict[int, dict[int, dict[str, float]]] = {}
     for d in run_dirs:
         cfg = read_state(Path(d) / STATE_NAME)["config"]
-        fold, steps = cfg["data"]["fold"], cfg["optim"]["steps"]
+        fold, steps, seed = cfg["data"]["fold"], cfg["optim"]["steps"], cfg["seed"]
         with open(Path(d) / "valid_log.csv", newline="") as f:
             last = {k: float(v) for k, v in list(csv.DictReader(f))[-1].items()}
         if int(last["step"]) != steps:
             raise SystemExit(f"{d}: last validation at step {int(last['step'])}, the schedule ends at {steps}: "
                              "not finished")
-        if not cfg["data"]["folds"] or fold in rows:
-            raise SystemExit(f"{d}: not one fold of a k-fold run, or fold {fold} given twice")
-        rows[fold] = last
-    return rows
+        if not cfg["data"]["folds"] or seed in runs.get(fold, {}):
+            raise SystemExit(f"{d}: not one fold of a k-fold run, or fold {fold} with seed {seed} given twice")
+        runs.setdefault(fold, {})[seed] = last
+    counts = {len(r) for r in runs.values()}
+    if len(counts) > 1:
+        raise SystemExit(f"the folds have different numbers of runs: {({f: len(r) for f, r in runs.items()})}")
+    return {fold: {k: float(np.mean([r[k] for r in by_seed.values()])) for k in next(iter(by_seed.values()))}
+            for fold, by_seed in runs.items()}
 
 
 def cross_validation(run_dirs: list[str], against: list[str]) -> None:
@@ -137,7 +142,7 @@ def cross_validation(run_dirs: list[str], against: list[str]) -> None:
             print("  (one fold: no spread)")
 
     steps = sorted({int(r["step"]) for r in rows.values()})
-    table(f"cross-validation, {len(rows)} folds ({', '.join(run_dirs)}), uSDR dB at step "
+    table(f"cross-validation, {len(rows)} folds ({', '.join(run_dirs)}; seeds of a fold averaged), uSDR dB at step "
           f"{'/'.join(map(str, steps))} (each run's last):", rows)
     if against:
         base = last_validations(against)

@@ -162,6 +162,10 @@ def test_masknet_ensemble_is_the_mean_of_its_members_over_one_stft(tmp_path):
         c = from_reference_kwargs({**TINY_MODEL, "samplerate": SR, "full_res_bins": 40, "high_group": 3}).eval()
         torch.testing.assert_close(MaskNetEnsemble([a, c, b])(mix), (a(mix) + b(mix) + c(mix)) / 3,
                                    atol=1e-5, rtol=1e-4)
+        # so has one that hears the side signal too
+        d = from_reference_kwargs({**TINY_MODEL, "samplerate": SR, "stereo_side": True}).eval()
+        torch.testing.assert_close(MaskNetEnsemble([a, d, b])(mix), (a(mix) + b(mix) + d(mix)) / 3,
+                                   atol=1e-5, rtol=1e-4)
     torch.testing.assert_close(out.sum(dim=1), mix, atol=1e-4, rtol=1e-4)
     assert ens.sources == a.sources and ens.segment_samples == a.segment_samples
     # the checkpoint carries the members' configs; it loads by its architecture name alone
@@ -303,6 +307,33 @@ def test_masknets_separate_a_short_track_in_one_window_of_its_own_length():
             out = apply_model(model, mix[:, :n])
             assert out.shape == (4, 2, n)
             torch.testing.assert_close(out.sum(dim=0), mix[:, :n], atol=1e-5, rtol=1e-4)
+
+
+def test_masknet_stereo_side_hears_whether_the_channels_agree():
+    """``stereo_side``: a third feature plane, the log magnitude of (L - R) / 2. Two mixtures with
+    the same |L| and |R| in every bin, one the same sound in both channels and one with the right
+    channel's polarity flipped, differ only there: empty for the first, |L| for the second. The
+    masks still cover only the two channels; the stems still sum to the mixture; mono is refused."""
+    from unbake.models.masknet import from_reference_kwargs
+
+    torch.manual_seed(4)
+    model = from_reference_kwargs({**TINY_MODEL, "samplerate": SR, "stereo_side": True}).eval()
+    plain = from_reference_kwargs({**TINY_MODEL, "samplerate": SR}).eval()
+    left = 0.1 * torch.randn(1, 1, 3000)
+    centred, opposed = torch.cat([left, left], dim=1), torch.cat([left, -left], dim=1)
+    with torch.no_grad():
+        fc, fo = (model.features(model.spectrogram(m)) for m in (centred, opposed))
+        assert fc.shape[1] == 3 and torch.equal(fc[:, :2], fo[:, :2])
+        torch.testing.assert_close(fc[:, :2], plain.features(plain.spectrogram(centred)))
+        assert fc[:, 2].abs().max() < 1e-6
+        torch.testing.assert_close(fo[:, 2], fo[:, 0], atol=1e-5, rtol=1e-5)
+        # the network does hear the difference (random weights: the side plane's columns are not zero)
+        out_c, out_o = model(centred), model(opposed)
+        assert out_c.shape == (1, 4, 2, 3000)
+        assert not torch.allclose(out_c[:, :, 0], out_o[:, :, 0], atol=1e-4)
+        torch.testing.assert_close(out_o.sum(dim=1), opposed, atol=1e-5, rtol=1e-4)
+    with pytest.raises(ModelError, match="stereo_side needs audio_channels 2"):
+        from_reference_kwargs({**TINY_MODEL, "samplerate": SR, "audio_channels": 1, "stereo_side": True})
 
 
 def test_masknet_input_rms_makes_separation_independent_of_the_input_level(tmp_path):
@@ -676,6 +707,17 @@ def test_fine_tune_grows_a_trained_model_without_changing_its_output(tmp_path):
         assert torch.allclose(deeper.model.eval()(x), base(x), atol=1e-6)
     deeper.fit()
     assert deeper.model.blocks[2].proj.weight.any()
+    # the side signal as a new input plane: the trained tensors are kept, the side's encoder
+    # columns start at zero, so the output is the trained model's until training moves them
+    side = Trainer(config_from_dict(tiny_config(tmp_path, init_from=str(start), optim__steps=2, model={
+        "architecture": "masknet", "config": {**TINY_MODEL, "samplerate": SR, "stereo_side": True}})), tmp_path / "side")
+    planes = base.in_shift.shape[0]
+    assert side.model.in_shift.shape[0] == planes + 1 and not side.model.encode.weight[:, base.encode.in_features:].any()
+    assert torch.equal(side.model.encode.weight[:, :base.encode.in_features], base.encode.weight)
+    with torch.no_grad():
+        assert torch.allclose(side.model.eval()(x), base(x), atol=1e-6)
+    side.fit()
+    assert side.model.encode.weight[:, base.encode.in_features:].any()
 
 
 def test_k_fold_split_and_extra_training_folders(tmp_path):

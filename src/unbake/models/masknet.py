@@ -47,6 +47,10 @@ class MaskNetConfig:
     # 0: as given. Separation depends on the input level through the log-magnitude features, and
     # music is mastered at levels a model trained on remixed stems rarely saw (model card, "Windows and level")
     input_rms: float = 0.0
+    # stereo only: the log magnitude of the side signal (L - R) / 2 joins the features. |L| and |R|
+    # say how loud each channel is in a bin, not whether the two carry the same sound there: a
+    # voice panned to the centre leaves the side empty where a wide guitar or a reverb does not
+    stereo_side: bool = False
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -118,10 +122,14 @@ class MaskNet(nn.Module):
             raise ModelError("masknet needs 0 < full_res_bins <= n_fft // 2 + 1 and high_group >= 1")
         if not 0.0 <= cfg.input_rms <= 1.0:
             raise ModelError(f"masknet input_rms must be in [0, 1] (0: the level as given), got {cfg.input_rms}")
+        if cfg.stereo_side and cfg.audio_channels != 2:
+            raise ModelError(f"masknet stereo_side needs audio_channels 2, got {cfg.audio_channels}")
         self.n_high = self.n_bins - cfg.full_res_bins
         self.n_groups = -(-self.n_high // cfg.high_group)
         c, s, d = self.audio_channels, len(self.sources), cfg.hidden
         f = cfg.full_res_bins + self.n_groups  # compressed bins
+        self.n_masked = c * f  # the channels' own features, the first ones of a frame
+        c += int(cfg.stereo_side)  # feature planes
         # on the CPU even inside a `torch.device("meta")` context (the checkpoint loader's shape
         # probe): a meta hann_window goes through torch's decompositions, whose first use
         # imports sympy and some 800 modules (model card, "Speed and memory")
@@ -135,10 +143,10 @@ class MaskNet(nn.Module):
             _TemporalBlock(d, cfg.kernel_size, 2 ** i) for i in range(cfg.depth))
         self.recurrent = _RecurrentBlock(d, cfg.rnn_hidden) if cfg.rnn_hidden > 0 else None
         self.out_norm = nn.LayerNorm(d)
-        self.decode = nn.Linear(d, s * c * f)
+        self.decode = nn.Linear(d, s * self.n_masked)
         # a per-(stem, channel, bin) affine function of the input level, added to the logits:
         # lets each bin lean towards the stem that usually owns it (e.g. bass at low bins)
-        self.bin_gain = nn.Parameter(torch.zeros(s, c, f))
+        self.bin_gain = nn.Parameter(torch.zeros(s, self.audio_channels, f))
 
     def spectrogram(self, mix: torch.Tensor) -> torch.Tensor:
         """``(b, c, t)`` -> complex ``(b, c, f, n)``."""
@@ -176,10 +184,29 @@ class MaskNet(nn.Module):
                     block.proj.weight.zero_()
                     block.proj.bias.zero_()
 
+    def grown_state(self, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """A trained masknet's ``state`` made to fit this one when this one adds ``stereo_side``:
+        the side plane's standardisation starts neutral and its encoder weights at zero, so the
+        grown model separates exactly as the trained one until training moves them."""
+        if not self.config.stereo_side or state["encode.weight"].shape == self.encode.weight.shape:
+            return state
+        state = dict(state)
+        state["in_shift"] = torch.cat([state["in_shift"], torch.zeros_like(state["in_shift"][:1])])
+        state["in_scale"] = torch.cat([state["in_scale"], torch.ones_like(state["in_scale"][:1])])
+        w = state["encode.weight"]
+        state["encode.weight"] = torch.cat([w, w.new_zeros(w.shape[0], self.encode.in_features - w.shape[1])], dim=1)
+        return state
+
     @property
     def compression(self) -> tuple[int, int]:
-        """How the bins are grouped: members of an ensemble that agree share their features."""
+        """How the bins are grouped: members of an ensemble that agree add their masks before
+        expanding them to every bin."""
         return self.config.full_res_bins, self.config.high_group
+
+    @property
+    def feature_kind(self) -> tuple[int, int, bool]:
+        """What the input features are: members of an ensemble that agree share them."""
+        return *self.compression, self.config.stereo_side
 
     def level_gain(self, mix: torch.Tensor) -> torch.Tensor | None:
         """``(b, c, t)`` -> the gain ``(b, 1, 1, 1)`` that brings each item to ``input_rms``, or
@@ -192,20 +219,23 @@ class MaskNet(nn.Module):
         return (target / rms.clamp_min(target * 1e-6))[:, None, None, None]
 
     def features(self, spec: torch.Tensor, gain: torch.Tensor | None = None) -> torch.Tensor:
-        """complex ``(b, c, f, n)`` -> the network's input ``(b, c, f', n)``: log magnitudes
-        (of the spectrogram times ``gain``, see :meth:`level_gain`), the high bins averaged in groups."""
+        """complex ``(b, c, f, n)`` -> the network's input ``(b, c', f', n)``: log magnitudes
+        (of the spectrogram times ``gain``, see :meth:`level_gain`), the high bins averaged in groups;
+        with ``stereo_side`` a third plane, the side signal's (``c' = c + 1``)."""
+        if self.config.stereo_side:
+            spec = torch.cat([spec, 0.5 * (spec[:, :1] - spec[:, 1:])], dim=1)
         mag = spec.abs() if gain is None else spec.abs() * gain
         return self._compress(torch.log1p(mag))
 
     @staticmethod
     def frames(x: torch.Tensor) -> torch.Tensor:
-        """features ``(b, c, f', n)`` -> the same values frame by frame, ``(b, n, c·f')``: the
+        """features ``(b, c', f', n)`` -> the same values frame by frame, ``(b, n, c'·f')``: the
         layout the per-frame projections read."""
         b, c, f, n = x.shape
         return x.permute(0, 3, 1, 2).reshape(b, n, c * f)
 
     def frame_logits(self, xt: torch.Tensor) -> torch.Tensor:
-        """features frame by frame ``(b, n, c·f')`` (:meth:`frames`) -> mask logits ``(b, n, s, c·f')``.
+        """features frame by frame ``(b, n, c'·f')`` (:meth:`frames`) -> mask logits ``(b, n, s, c·f')``.
 
         Everything stays in the frame layout the projections produce: the softmax over the stems
         and an ensemble's sum of masks need no transposed copy of the (large) decoder output."""
@@ -217,7 +247,7 @@ class MaskNet(nn.Module):
         if self.recurrent is not None:
             h = self.recurrent(h)
         out = self.decode(self.out_norm(h)).reshape(b, n, len(self.sources), -1)
-        return torch.addcmul(out, self.bin_gain.reshape(len(self.sources), -1), xt[:, :, None])
+        return torch.addcmul(out, self.bin_gain.reshape(len(self.sources), -1), xt[:, :, None, :self.n_masked])
 
     def frame_probabilities(self, xt: torch.Tensor) -> torch.Tensor:
         """features frame by frame -> masks ``(b, n, s, c·f')`` summing to one over ``s``."""
@@ -345,18 +375,20 @@ class MaskNetEnsemble(nn.Module):
         gain = lead.level_gain(mix)
         mix = lead.padded(mix)
         spec = lead.spectrogram(mix)
-        # members that group the bins alike share their input features and add their masks
-        # before the expansion back to every bin (a repetition, so linear): one of each per group
-        groups: dict[tuple[int, int], list[MaskNet]] = {}
+        # members that take the same features share them, and members that group the bins alike
+        # add their masks before the expansion back to every bin (a repetition, so linear)
+        features: dict[tuple, torch.Tensor] = {}
+        summed: dict[tuple[int, int], tuple[MaskNet, torch.Tensor]] = {}
         for member in members:
-            groups.setdefault(member.compression, []).append(member)
+            kind = member.feature_kind
+            if kind not in features:
+                features[kind] = member.frames(member.features(spec, gain))
+            p = member.frame_probabilities(features[kind])
+            group = member.compression
+            summed[group] = (summed[group][0], summed[group][1] + p) if group in summed else (member, p)
         masks = None
-        for group in groups.values():
-            xt = group[0].frames(group[0].features(spec, gain))
-            summed = group[0].frame_probabilities(xt)
-            for member in group[1:]:
-                summed = summed + member.frame_probabilities(xt)
-            expanded = group[0].expanded(summed)
+        for member, p in summed.values():
+            expanded = member.expanded(p)
             masks = expanded if masks is None else masks + expanded
         return lead.waveforms(masks * (spec[:, None] / len(members)), mix.shape[-1])[..., :length]
 

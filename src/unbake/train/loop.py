@@ -161,8 +161,11 @@ def build_model(cfg: TrainConfig) -> tuple[torch.nn.Module, str, dict[str, Any]]
     if grown:
         # a model grown from a trained one (e.g. a block added): the new parameters keep their
         # initialisation, or what the model's start_grown makes of it; every tensor the
-        # checkpoint has must still fit exactly
+        # checkpoint has must still fit exactly, once the model's grown_state has widened those
+        # that a new input takes
         state = {**{k: v for k, v in model.state_dict().items() if k not in state}, **state}
+        if hasattr(model, "grown_state"):
+            state = model.grown_state(state)
     load_state_strict(model, state, f"init_from {src}")
     if new_keys and hasattr(model, "start_grown"):
         model.start_grown(new_keys)
