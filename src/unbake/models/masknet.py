@@ -49,7 +49,8 @@ class MaskNetConfig:
     input_rms: float = 0.0
     # stereo only: the log magnitude of the side signal (L - R) / 2 joins the features. |L| and |R|
     # say how loud each channel is in a bin, not whether the two carry the same sound there: a
-    # voice panned to the centre leaves the side empty where a wide guitar or a reverb does not
+    # voice panned to the centre leaves the side empty where a wide guitar or a reverb does not.
+    # Not used by unbake_small: its 5-fold A/B did not adopt it (model card, "The side signal")
     stereo_side: bool = False
 
     def to_dict(self) -> dict:
