@@ -71,12 +71,17 @@ def main() -> None:
         for fold, v in zip(rows, values):
             print(f"  {title + ' ' + str(fold):16s}" + "".join(f"{x:9.3f}" for x in v))
         print(f"  {title + ' mean':16s}" + "".join(f"{x:9.3f}" for x in values.mean(0)))
-    spread = diff.std(0, ddof=1) / np.sqrt(n)
-    print(f"  {'two - one std':16s}" + "".join(f"{x:9.3f}" for x in diff.std(0, ddof=1)))
-    print(f"  {'std/sqrt(n)':16s}" + "".join(f"{x:9.3f}" for x in spread))
-    gain, err = diff.mean(0)[-1], spread[-1]
-    verdict = "two passes" if gain > 0 and gain > err else "one pass"
-    print(f"\nmean paired gain {gain:+.3f} dB, std/sqrt({n}) {err:.3f} dB: by the rule, {verdict}")
+    gain = diff.mean(0)[-1]
+    if n < 2:  # the rule needs a spread: one fold shows the difference and decides nothing
+        err, verdict = None, None
+        print(f"\npaired gain {gain:+.3f} dB on one fold: no spread, so no decision")
+    else:
+        spread = diff.std(0, ddof=1) / np.sqrt(n)
+        print(f"  {'two - one std':16s}" + "".join(f"{x:9.3f}" for x in diff.std(0, ddof=1)))
+        print(f"  {'std/sqrt(n)':16s}" + "".join(f"{x:9.3f}" for x in spread))
+        err = spread[-1]
+        verdict = "two passes" if gain > 0 and gain > err else "one pass"
+        print(f"\nmean paired gain {gain:+.3f} dB, std/sqrt({n}) {err:.3f} dB: by the rule, {verdict}")
     if args.json:
         Path(args.json).write_text(json.dumps({"folds": rows, "gain": gain, "stderr": err, "verdict": verdict},
                                               indent=1))

@@ -286,6 +286,15 @@ def test_passes_cv_bench_scores_both_arms_and_applies_its_rule(tmp_path):
     wins = figures["gain"] > 0 and figures["gain"] > figures["stderr"]
     assert figures["verdict"] == ("two passes" if wins else "one pass")
     assert f"by the rule, {figures['verdict']}" in proc.stdout
+    # one fold: its difference, no spread and so no verdict
+    proc = subprocess.run([sys.executable, str(repo / "benchmarks" / "bench_passes_cv.py"), "--runs",
+                           str(tmp_path / "f{fold}_s3"), str(tmp_path / "f{fold}_s4"), "--folds", "1",
+                           "--threads", "1", "--json", str(out)],
+                          capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(repo / "src")})
+    assert proc.returncode == 0, proc.stderr
+    single = json.loads(out.read_text())
+    assert single["gain"] == pytest.approx(diffs[1], abs=1e-6) and single["verdict"] is None
+    assert "no spread, so no decision" in proc.stdout and "nan" not in proc.stdout + proc.stderr
 
 
 def test_masknets_separate_a_short_track_in_one_window_of_its_own_length():
