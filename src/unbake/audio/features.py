@@ -153,7 +153,8 @@ def mel_filterbank(sample_rate_hz: float, n_fft: int, n_mels: int, fmax_hz: floa
 # --- onset strength and tempo --------------------------------------------------------------------
 
 def onset_strength(y: np.ndarray, sample_rate_hz: float, hop: int, *, n_mels: int = 128,
-                   fmax_hz: float | None = None, n_fft: int = 2048, band_edges=None) -> np.ndarray:
+                   fmax_hz: float | None = None, n_fft: int = 2048,
+                   band_edges: tuple[int, ...] | None = None) -> np.ndarray:
     """Spectral flux ``(1 + len(y) // hop,)`` of mono ``y`` (float32; float64 for float64 ``y``): the
     mean over the mel bands of the rise in dB (80 dB range) from one frame to the next, delayed to
     the frame centres. With
@@ -405,16 +406,16 @@ def chroma_filterbank(sample_rate_hz: float, n_fft: int, tuning: float) -> np.nd
     by a Gaussian over octaves centred on octave 5 (two octaves wide), C first."""
     frequencies = np.linspace(0, sample_rate_hz, n_fft, endpoint=False)[1:]
     a440 = 440.0 * 2.0 ** (tuning / 12)
-    frqbins = 12 * np.log2(np.asanyarray(frequencies) / (float(a440) / 16))
+    frqbins = 12 * np.log2(frequencies / (a440 / 16))
     frqbins = np.concatenate(([frqbins[0] - 1.5 * 12], frqbins))
     binwidthbins = np.concatenate((np.maximum(frqbins[1:] - frqbins[:-1], 1.0), [1]))
     d = np.subtract.outer(frqbins, np.arange(0, 12, dtype="d")).T
     d = np.remainder(d + 6.0 + 10 * 12, 12) - 6.0
-    wts = np.exp(-0.5 * (2 * d / np.tile(binwidthbins, (12, 1))) ** 2)
+    wts = np.exp(-0.5 * (2 * d / binwidthbins) ** 2)
     length = np.sum(np.abs(wts).astype(float) ** 2, axis=0, keepdims=True) ** (1.0 / 2)
     length[length < np.finfo(wts.dtype).tiny] = 1.0
     wts = wts / length
-    wts *= np.tile(np.exp(-0.5 * ((frqbins / 12 - 5.0) / 2) ** 2), (12, 1))
+    wts *= np.exp(-0.5 * ((frqbins / 12 - 5.0) / 2) ** 2)
     wts = np.roll(wts, -3, axis=0)
     return np.ascontiguousarray(wts[:, :int(1 + n_fft / 2)], dtype=np.float32)
 
@@ -438,11 +439,10 @@ def pick_onsets(env: np.ndarray, sample_rate_hz: float, hop: int, *, delta: floa
     env /= np.max(env, keepdims=True, axis=-1) + np.finfo(env.dtype).tiny
     if not env.any() or not np.all(np.isfinite(env)):
         return np.zeros(0, int)
-    pre_max = int(np.ceil(0.03 * sample_rate_hz // hop))
-    post_max = int(np.ceil(0.0 * sample_rate_hz // hop + 1))
-    pre_avg = int(np.ceil(0.1 * sample_rate_hz // hop))
-    post_avg = int(np.ceil(0.1 * sample_rate_hz // hop + 1))
-    wait = int(np.ceil(0.03 * sample_rate_hz // hop))
+    pre_max = wait = int(0.03 * sample_rate_hz // hop)  # frames
+    post_max = 1  # the maximum is taken up to the frame itself
+    pre_avg = int(0.1 * sample_rate_hz // hop)
+    post_avg = pre_avg + 1
     n_frames = len(env)
     onsets = []
     if env[0] >= np.max(env[:min(post_max, n_frames)]) and env[0] >= np.mean(env[:min(post_avg, n_frames)]) + delta:

@@ -130,24 +130,24 @@ class MaskNet(nn.Module):
         c, s, d = self.audio_channels, len(self.sources), cfg.hidden
         f = cfg.full_res_bins + self.n_groups  # compressed bins
         self.n_masked = c * f  # the channels' own features, the first ones of a frame
-        c += int(cfg.stereo_side)  # feature planes
+        planes = c + int(cfg.stereo_side)  # feature planes: the channels, then the side
         # on the CPU even inside a `torch.device("meta")` context (the checkpoint loader's shape
         # probe): a meta hann_window goes through torch's decompositions, whose first use
         # imports sympy and some 800 modules (model card, "Speed and memory")
         self.register_buffer("window", torch.hann_window(cfg.n_fft, device="cpu"), persistent=False)
         # per-bin input standardisation, learned (log magnitudes differ by tens of dB across bins)
-        self.in_shift = nn.Parameter(torch.zeros(c, f))
-        self.in_scale = nn.Parameter(torch.ones(c, f))
-        self.encode = nn.Linear(c * f, d)
+        self.in_shift = nn.Parameter(torch.zeros(planes, f))
+        self.in_scale = nn.Parameter(torch.ones(planes, f))
+        self.encode = nn.Linear(planes * f, d)
         self.enc_norm = nn.LayerNorm(d)
         self.blocks = nn.ModuleList(
             _TemporalBlock(d, cfg.kernel_size, 2 ** i) for i in range(cfg.depth))
         self.recurrent = _RecurrentBlock(d, cfg.rnn_hidden) if cfg.rnn_hidden > 0 else None
         self.out_norm = nn.LayerNorm(d)
-        self.decode = nn.Linear(d, s * self.n_masked)
+        self.decode = nn.Linear(d, s * c * f)
         # a per-(stem, channel, bin) affine function of the input level, added to the logits:
         # lets each bin lean towards the stem that usually owns it (e.g. bass at low bins)
-        self.bin_gain = nn.Parameter(torch.zeros(s, self.audio_channels, f))
+        self.bin_gain = nn.Parameter(torch.zeros(s, c, f))
 
     def spectrogram(self, mix: torch.Tensor) -> torch.Tensor:
         """``(b, c, t)`` -> complex ``(b, c, f, n)``."""
