@@ -287,12 +287,24 @@ def test_sync_warp_and_bars_validation(clicks_song):
             parse({"songs": songs, "tracks": [track, {"stem": "b:pad"}]})
 
 
+def _sync_test_module():
+    """tests/analysis/test_sync.py (its synthetic performances), loaded by path: importable by
+    name only when pytest has collected that folder too."""
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[1] / "analysis" / "test_sync.py"
+    spec = importlib.util.spec_from_file_location("_sync_performances", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 @pytest.fixture(scope="module")
 def cover_songs(tmp_path_factory):
     """Song b: a tune on piano at a steady 100 BPM (stems band); song a: the same tune sung
     ('vocals', another timbre) 3 semitones up with rubato, a fermata and a rushed phrase."""
-    from test_sync import SR as SYNC_SR, render, rubato, score, steady
-
+    sync = _sync_test_module()
+    SYNC_SR, render, rubato, score, steady = sync.SR, sync.render, sync.rubato, sync.score, sync.steady
     root = tmp_path_factory.mktemp("cover")
     notes = score()
     b = render(notes, steady(100, 0.5), timbre="piano")
@@ -334,3 +346,115 @@ def test_project_warp_to_a_grid_renders_bars_from_zero(cover_songs):
     on = np.flatnonzero(np.abs(out[0]) > 1e-4)
     assert on[0] / sr == pytest.approx(2.0, abs=0.005) and on[-1] / sr == pytest.approx(4.0, abs=0.005)
     assert "120 BPM grid" in job.notes[0]
+
+
+# ------------------------------------------------------------------------------ --vocals A --band B
+
+
+def _beat(n: int, delay_s: float, rng) -> np.ndarray:
+    """Kick on the beat, hi-hat between, at 120 BPM, starting ``delay_s`` late: ``(2, n)``."""
+    t = np.arange(int(0.2 * SR)) / SR
+    kick = np.sin(2 * np.pi * np.cumsum(50 + 100 * np.exp(-t * 30)) / SR) * np.exp(-t * 15)
+    hat = 0.3 * np.diff(rng.standard_normal(t.size), prepend=0) * np.exp(-t * 150)
+    beat = np.zeros(n, np.float32)
+    for i in range(int(n / SR * 2)):
+        for sound, at_s in ((kick, delay_s + 0.5 * i), (hat, delay_s + 0.5 * i + 0.25)):
+            p = int(at_s * SR)
+            if p < n:
+                beat[p:p + t.size] += sound[: n - p]
+    return np.stack([beat] * 2)
+
+
+def _tone(n: int, hz: float, level: float) -> np.ndarray:
+    return np.stack([level * np.sin(2 * np.pi * hz * np.arange(n) / SR)] * 2).astype(np.float32)
+
+
+@pytest.fixture
+def two_songs(tmp_path) -> tuple[Path, Path]:
+    """Song A (5 s): a beat and 'vocals'; song B (4 s): a beat, a bass and its own vocals at a
+    quarter of A's amplitude (12.04 dB lower)."""
+    rng = np.random.default_rng(3)
+    a, b = tmp_path / "song a", tmp_path / "song b"
+    StemSet({"drums": _beat(5 * SR, 0.1, rng), "vocals": _tone(5 * SR, 440, 0.2)}, SR).save(a, bit_depth="32f")
+    StemSet({"drums": _beat(4 * SR, 0.0, rng), "bass": _tone(4 * SR, 110, 0.2),
+             "vocals": _tone(4 * SR, 440, 0.05)}, SR).save(b, bit_depth="32f")
+    return a, b
+
+
+def test_vocals_over_band_project(two_songs, tmp_path):
+    from unbake.mashup.quick import project_text, vocals_over_band
+
+    a, b = two_songs
+    plan = vocals_over_band(a, b, output=tmp_path / "out.wav")
+    vocals, band = plan.data["tracks"]
+    assert vocals["stem"] == "a:vocals" and band["stem"] == "b:drums+bass"   # every stem of B but its vocals
+    assert vocals["to_bpm"] == vocals["semitones"] == "auto" and vocals["align"] == "beats"
+    assert plan.data["reference"] == "b"
+    # A's vocals brought to the loudness of B's own (same signal shape, 1/4 the amplitude)
+    assert vocals["gain_db"] == pytest.approx(20 * np.log10(0.25), abs=0.06)
+    # the written project file is the same project
+    assert (MashupProject.parse(yaml.safe_load(project_text(plan))).model_dump()
+            == MashupProject.parse(plan.data).model_dump())
+
+    job = Mashup(MashupProject.parse(plan.data), stems=plan.stems)
+    out = job.render()
+    assert out.shape == (2, 4 * SR)                      # the band's length
+    # A's beat is 0.1 s late: moved back onto B's (not onto the off-beat, 0.25 s away); the two
+    # tempo estimates differ by about 1 %, so the beats drift by some 20 ms over the song
+    assert -0.13 < job.placements[0]["offset_s"] < -0.08
+
+
+def test_vocals_over_band_without_vocals(tmp_path, two_songs):
+    from unbake.mashup.quick import vocals_over_band
+
+    a, b = two_songs
+    no_vocals = tmp_path / "instrumental"
+    StemSet({"drums": _beat(3 * SR, 0.0, np.random.default_rng(1))}, SR).save(no_vocals)
+    plan = vocals_over_band(a, no_vocals)
+    assert plan.data["tracks"][0]["gain_db"] == 0.0 and plan.data["tracks"][1]["stem"] == "b:drums"
+    assert "no vocals stem to match" in plan.notes[1]
+    with pytest.raises(ConfigError, match=r"--vocals .*instrumental: has no vocals stem; its stems are drums"):
+        vocals_over_band(no_vocals, b)
+    only_vocals = tmp_path / "a cappella"
+    StemSet({"vocals": _tone(SR, 220, 0.1)}, SR).save(only_vocals)
+    with pytest.raises(ConfigError, match="has no stem besides vocals"):
+        vocals_over_band(a, only_vocals)
+
+
+def test_cli_mashup_vocals_band_and_init(tmp_path, two_songs, monkeypatch):
+    from typer.testing import CliRunner
+
+    from unbake.audio import read_audio
+    from unbake.cli import app
+
+    a, b = two_songs
+    monkeypatch.chdir(tmp_path)
+    run = CliRunner().invoke
+    res = run(app, ["mashup", "--vocals", str(a), "--band", str(b)])
+    assert res.exit_code == 0, res.output
+    written = tmp_path / "song a-over-song b.wav"          # the default name
+    audio, sr = read_audio(written)
+    assert sr == SR and audio.shape == (2, 4 * SR)
+    assert "vocals -12.0 dB" in res.output and re.search(r"offset -0\.(08|09|1[0-2])\d s", res.output)
+
+    res = run(app, ["mashup", "--init", "--vocals", str(a), "--band", str(b), "-o", "again.wav"])
+    assert res.exit_code == 0, res.output
+    (tmp_path / "m.yaml").write_text(res.stdout)
+    res = run(app, ["mashup", "m.yaml"])
+    assert res.exit_code == 0, res.output
+    again, _ = read_audio(tmp_path / "again.wav")
+    assert np.array_equal(again, audio)                   # the project file renders the same mash-up
+
+    before = sorted(p.name for p in tmp_path.iterdir())
+    for args, message in [
+        (["--vocals", str(a), "--band", str(b)], "already exists"),
+        (["m.yaml", "--vocals", str(a), "--band", str(b)], "not both"),
+        (["--vocals", str(a)], "--vocals and --band go together"),
+        ([], "give a project file, or --vocals A --band B"),
+        (["m.yaml", "--init"], "--init goes with --vocals/--band"),
+        (["m.yaml", "-n", "htdemucs"], "-n goes with --vocals/--band"),
+        (["--vocals", str(tmp_path / "missing.mp3"), "--band", str(b), "-o", "x.wav"], "no such file"),
+    ]:
+        res = run(app, ["mashup", *args])
+        assert res.exit_code != 0 and message in res.output, (args, res.output)
+    assert sorted(p.name for p in tmp_path.iterdir()) == before   # nothing written by the failures

@@ -136,6 +136,19 @@ def make_progress():
     )
 
 
+def progress_bar(progress, label: str) -> Callable[[float], None]:
+    """A progress callback (fraction done) that adds its bar to ``progress`` on first use, so a
+    step that turns out to need no work (a cached separation) shows no bar."""
+    task = []
+
+    def update(fraction: float) -> None:
+        if not task:
+            task.append(progress.add_task(label, total=1.0))
+        progress.update(task[0], completed=fraction)
+
+    return update
+
+
 def _force_progress() -> bool:
     import os
 

@@ -8,7 +8,7 @@ from typing import Optional
 
 import typer
 
-from .app import _escape, app, console, handle_errors, out
+from .app import _escape, app, console, handle_errors, make_progress, out, progress_bar
 
 
 def _load_for_analysis(path: Path, stem: Optional[str], model: Optional[str]):
@@ -134,7 +134,13 @@ def _print_analysis(path: Path, stem, a) -> None:
 @app.command()
 @handle_errors
 def mashup(
-    project: Path = typer.Argument(..., help="A mash-up project file (.yaml).", show_default=False),
+    project: Optional[Path] = typer.Argument(None, help="A mash-up project file (.yaml).", show_default=False),
+    vocals: Optional[Path] = typer.Option(None, "--vocals", help="Song A (or its stems folder): its vocals go on top."),
+    band: Optional[Path] = typer.Option(None, "--band", help="Song B (or its stems folder): its stems but the vocals; "
+                                                             "A's vocals are matched to its tempo and key."),
+    name: Optional[str] = typer.Option(None, "-n", "--name", help="Separation model for --vocals/--band songs "
+                                                                  "(default: unbake's default)."),
+    init: bool = typer.Option(False, "--init", help="Print the --vocals/--band project file instead of rendering it."),
     output: Optional[Path] = typer.Option(None, "-o", "--out", help="Output file (replaces the project's output.path)."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing output file."),
 ) -> None:
@@ -142,14 +148,46 @@ def mashup(
 
     \b
     unbake mashup mashup.yaml -o out.wav
+    unbake mashup --vocals A.mp3 --band B.mp3 -o out.wav   # A's vocals over B's band
+    unbake mashup --init --vocals A.mp3 --band B.mp3 > mashup.yaml
     (the project format is described in `unbake.mashup.project`; see examples/mashup.yaml)
     """
-    from ..mashup import Mashup
+    from ..errors import ConfigError
+    from ..mashup import Mashup, MashupProject
 
-    job = Mashup.from_project(project)
-    path = job.render_project(output, overwrite=overwrite)
-    for name, a in job.analyses.items():
-        console.print(f"{_escape(name)}: {a.bpm:.1f} BPM, {a.key.name} (confidence {a.key_confidence:.2f})",
+    quick = vocals is not None or band is not None
+    if project is not None and quick:
+        raise ConfigError("give a project file or --vocals/--band, not both")
+    if project is None and not quick:
+        raise ConfigError("give a project file, or --vocals A --band B")
+    if quick and (vocals is None or band is None):
+        raise ConfigError("--vocals and --band go together: the vocals of one song over the band of another")
+    if project is not None and (init or name is not None):
+        raise ConfigError(f"{'--init' if init else '-n'} goes with --vocals/--band; in a project file set `model:`")
+    if project is not None:
+        job = Mashup.from_project(project)
+        path = job.render_project(output, overwrite=overwrite)
+    else:
+        from ..audio.io import check_writable
+        from ..mashup.quick import default_output, project_text, vocals_over_band
+        from ..remix.schema import OutputSettings
+
+        target, _ = OutputSettings().resolved(output or default_output(vocals, band), where="-o")
+        if not init:
+            check_writable(target, overwrite)  # before any separation
+        with make_progress() as progress:
+            # a bar per song only while it is separated (not when its stems are cached)
+            plan = vocals_over_band(vocals, band, model=name, output=target,
+                                    progress=lambda song: progress_bar(progress, f"separating {song}"))
+        if init:
+            typer.echo(project_text(plan), nl=False)
+            return
+        job = Mashup(MashupProject.parse(plan.data), stems=plan.stems)
+        for note in plan.notes:
+            console.print(_escape(note), highlight=False, soft_wrap=True)
+        path = job.render_project(overwrite=overwrite)
+    for song, a in job.analyses.items():
+        console.print(f"{_escape(song)}: {a.bpm:.1f} BPM, {a.key.name} (confidence {a.key_confidence:.2f})",
                       highlight=False)
     for note in job.notes:
         console.print(_escape(note), highlight=False, soft_wrap=True)

@@ -7,7 +7,7 @@ from typing import List, Optional
 
 import typer
 
-from .app import _escape, app, console, handle_errors, make_progress
+from .app import _escape, app, console, handle_errors, make_progress, progress_bar
 
 
 @app.command()
@@ -47,12 +47,12 @@ def remix(
         stems = None
         if source.song is not None:
             with make_progress() as progress:
-                stems = separate_cached(source.song, source.model, progress=_bar(progress, "separating"))
+                stems = separate_cached(source.song, source.model, progress=progress_bar(progress, "separating"))
         typer.echo(init_project(source, stems, output=str(out) if out else _default_out(target).name), nl=False)
         return
     with make_progress() as progress:
         # the bar only appears when a song has to be separated (not when its stems are cached)
-        bar = _bar(progress, "separating")
+        bar = progress_bar(progress, "separating")
         if is_project:
             if name is not None:
                 raise ConfigError("-n applies to a song; in a project file set `model:`")
@@ -69,18 +69,6 @@ def remix(
     written = mixer.render_project(out, overwrite=overwrite)
     for path in written:
         console.print(f"[green]wrote[/] {_escape(str(path))}{_figures(path)}", highlight=False)
-
-
-def _bar(progress, label: str):
-    """A progress callback that adds its bar on first use."""
-    task = []
-
-    def update(fraction: float) -> None:
-        if not task:
-            task.append(progress.add_task(label, total=1.0))
-        progress.update(task[0], completed=fraction)
-
-    return update
 
 
 def _default_out(target: Path) -> Path:

@@ -341,11 +341,12 @@ class MashupProject(ConfigModel):
 # ------------------------------------------------------------------------------ rendering
 
 
-def load_song(spec: SongSpec) -> StemSet:
-    """The stems of a song: its stems folder, or its file separated once (cached)."""
+def load_song(spec: SongSpec, *, progress=None) -> StemSet:
+    """The stems of a song: its stems folder, or its file separated once (cached); ``progress``
+    (called with the fraction done) only while separating."""
     if spec.stems is not None:
         return StemSet.load(spec.stems)
-    return separate_cached(spec.path, spec.model)
+    return separate_cached(spec.path, spec.model, progress=progress)
 
 
 def song_analysis(stems: StemSet, *, bpm: float | None = None, key: Key | None = None,
