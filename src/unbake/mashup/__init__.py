@@ -2,5 +2,6 @@
 remix master bus. The project format is described in :mod:`unbake.mashup.project`."""
 
 from .project import Mashup, MashupProject
+from .quick import VocalsOverBand, project_text, vocals_over_band
 
-__all__ = ["Mashup", "MashupProject"]
+__all__ = ["Mashup", "MashupProject", "VocalsOverBand", "project_text", "vocals_over_band"]
