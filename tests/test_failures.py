@@ -215,10 +215,16 @@ def test_ctrl_c_that_the_decoding_swallows_still_stops_the_command(tmp_path, wav
         return decode(*args, **kwargs)
 
     monkeypatch.setattr(sep, "_track_from_file", swallowing)
-    res = CliRunner().invoke(app, ["separate", str(wav_file), "-o", str(tmp_path / "out"), "-n", "center"])
+    # Python's own Ctrl-C handling, as in a terminal, also where pytest itself was started in the
+    # background (a shell's `&` makes the process ignore SIGINT, and the command keeps ignoring it)
+    inherited = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        res = CliRunner().invoke(app, ["separate", str(wav_file), "-o", str(tmp_path / "out"), "-n", "center"])
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # put back after the command
+    finally:
+        signal.signal(signal.SIGINT, inherited)
     assert res.exit_code == 130 and _errors(res.output) == ["error: interrupted"], res.output
     assert not (tmp_path / "out").exists()
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # put back after the command
 
 
 def test_sigkill_leftovers_removed_by_the_next_command(tmp_path, mix):
