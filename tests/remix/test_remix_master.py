@@ -115,3 +115,98 @@ def test_real_song_musdb_true_stems(tmp_path):
     remix.eq("drums", [{"type": "low_shelf", "freq_hz": 100, "gain_db": 2}])
     remix.compressor("drums", threshold_db=-18, ratio=3, attack_ms=5, release_ms=80)
     _check_written(remix, tmp_path)
+
+
+# ------------------------------------------------------------------------------ reference mastering
+
+
+def _noise(seconds: float, seed: int) -> np.ndarray:
+    return np.random.default_rng(seed).standard_normal((2, int(seconds * SR))).astype(np.float32)
+
+
+def _shape_error_db(audio: np.ndarray, reference: np.ndarray, lo_hz: float, hi_hz: float) -> float:
+    """Largest difference between the third-octave spectra of two signals over a band, once
+    their levels are made equal there (the shape, not the level)."""
+    from unbake.remix.reference import smoothed_spectrum_db
+
+    a, r = smoothed_spectrum_db(audio, SR), smoothed_spectrum_db(reference, SR)
+    f = np.fft.rfftfreq(2 * (a.size - 1), 1 / SR)
+    band = (f >= lo_hz) & (f <= hi_hz)
+    d = (a - r)[band]
+    return float(np.abs(d - d.mean()).max())
+
+
+def test_reference_master_takes_the_records_tonal_balance_and_loudness(tmp_path):
+    from scipy.signal import butter, sosfilt
+
+    from unbake.audio import write_audio
+
+    # an 'old recording': dull (2nd-order low-pass at 3 kHz) and quiet; the 'record': bright noise
+    old = (0.05 * sosfilt(butter(2, 3000, "low", fs=SR, output="sos"), _noise(8, 1))).astype(np.float32)
+    record = _noise(6, 2) * 0.1
+    record += sosfilt(butter(2, 4000, "high", fs=SR, output="sos"), record).astype(np.float32)
+    ref_path = write_audio(tmp_path / "record.wav", record, SR, bit_depth="32f")
+    assert _shape_error_db(old, record, 50, 15000) > 20
+
+    settings = MasterSettings.model_validate({"reference": str(ref_path), "reference_max_db": 24},
+                                             context={})
+    assert settings.true_peak_db == -1.0                 # a reference brings the default ceiling
+    out = master(old, SR, settings)
+    assert out.shape == old.shape and out.dtype == np.float32
+    # the shape of the record's spectrum wherever the needed boost is within the 24 dB allowed
+    assert _shape_error_db(out, record, 50, 12000) < 1.5
+    assert integrated_lufs(out, SR) == pytest.approx(integrated_lufs(record, SR), abs=0.2)
+    assert true_peak_db(out, SR) <= -1.0 + 0.05
+
+    # the EQ is bounded: at the default 12 dB the top octave stays short of the record
+    from unbake.remix.reference import eq_curve_db, file_profile
+
+    curve = eq_curve_db(old, SR, file_profile(ref_path, SR))
+    assert curve.max() == pytest.approx(12.0) and curve.min() >= -12.0
+
+
+def test_reference_eq_of_a_mix_against_itself_changes_nothing():
+    from unbake.remix.reference import match_eq, profile
+
+    mix = _noise(4, 3) * 0.1
+    out = match_eq(mix, SR, profile(mix, SR))
+    # flat, and time-aligned: the filter's delay (over 4 000 samples) is taken out
+    assert np.abs(out - mix).max() < 1e-3 * np.abs(mix).max()
+
+
+def test_reference_errors(tmp_path):
+    from unbake.audio import write_audio
+    from unbake.errors import ConfigError
+    from unbake.remix.reference import file_profile
+
+    short = write_audio(tmp_path / "short.wav", _noise(1, 4) * 0.1, SR)
+    silent = write_audio(tmp_path / "silent.wav", np.zeros((2, 3 * SR), np.float32), SR)
+    with pytest.raises(AudioError, match=r"short\.wav: a reference must be at least 2 s long"):
+        file_profile(short, SR)
+    with pytest.raises(AudioError, match=r"silent\.wav: the reference is silent"):
+        file_profile(silent, SR)
+    from unbake.remix import Project
+
+    with pytest.raises(ConfigError, match=r"master\.reference: no such file"):
+        Project.parse({"stems": str(tmp_path), "master": {"reference": "missing.wav"}}, base=tmp_path)
+
+
+def test_cli_remix_reference(tmp_path):
+    from typer.testing import CliRunner
+
+    from unbake.audio import read_audio, write_audio
+    from unbake.cli import app
+
+    folder = tmp_path / "stems"
+    StemSet({"a": _noise(5, 5) * 0.01, "b": _noise(5, 6) * 0.01}, SR).save(folder, bit_depth="32f")
+    record = write_audio(tmp_path / "record.wav", _noise(4, 7) * 0.2, SR, bit_depth="32f")
+    out = tmp_path / "remaster.wav"
+    res = CliRunner().invoke(app, ["remix", str(folder), "--reference", str(record), "-o", str(out)])
+    assert res.exit_code == 0, res.output
+    audio, sr = read_audio(out)
+    ref, _ = read_audio(record)
+    assert integrated_lufs(audio, sr) == pytest.approx(integrated_lufs(ref, sr), abs=0.2)
+    res = CliRunner().invoke(app, ["remix", str(folder), "--reference", str(tmp_path / "none.wav"),
+                                   "-o", str(tmp_path / "x.wav")])
+    assert res.exit_code != 0 and "--reference: no such file" in res.output
+    assert not (tmp_path / "x.wav").exists()

@@ -21,7 +21,9 @@ def remix(
     mute: Optional[List[str]] = typer.Option(None, "--mute", help="Leave STEM out (repeatable)."),
     solo: Optional[List[str]] = typer.Option(None, "--solo", help="Play only soloed stems (repeatable)."),
     loudness: Optional[float] = typer.Option(None, "--loudness", help="Master to this integrated loudness (LUFS)."),
-    true_peak: Optional[float] = typer.Option(None, "--true-peak", help="Limiter ceiling in dBTP (default -1 with --loudness)."),
+    true_peak: Optional[float] = typer.Option(None, "--true-peak", help="Limiter ceiling in dBTP (default -1 with --loudness or --reference)."),
+    reference: Optional[Path] = typer.Option(None, "--reference", help="Master like this record: its tonal balance "
+                                                                       "and (without --loudness) its loudness."),
     name: Optional[str] = typer.Option(None, "-n", "--name", help="Separation model for a song (default: unbake's default)."),
     bit_depth: Optional[str] = typer.Option(None, "--bit-depth", help="16 | 24 | 32f (default 24)."),
     init: bool = typer.Option(False, "--init", help="Print a starting project file for a song or stems folder."),
@@ -32,6 +34,7 @@ def remix(
     \b
     unbake remix project.yaml [-o OUT]
     unbake remix SONG_OR_STEMS --gain vocals=+3 --pan bass=0.3 --mute other --loudness -14 -o out.wav
+    unbake remix OLD_SONG --reference MODERN_RECORD.flac -o remaster.wav
     unbake remix --init SONG_OR_STEMS > project.yaml
     """
     from ..errors import ConfigError
@@ -50,6 +53,10 @@ def remix(
                 stems = separate_cached(source.song, source.model, progress=progress_bar(progress, "separating"))
         typer.echo(init_project(source, stems, output=str(out) if out else _default_out(target).name), nl=False)
         return
+    # checked before a song is separated: a typo costs nothing
+    masters = _master_options(loudness, true_peak, reference)
+    gains = [_pair("--gain", text) for text in gain or []]
+    pans = [_pair("--pan", text) for text in pan or []]
     with make_progress() as progress:
         # the bar only appears when a song has to be separated (not when its stems are cached)
         bar = progress_bar(progress, "separating")
@@ -63,7 +70,7 @@ def remix(
             project = Project.parse({}, source=source_from_path(target, name))
             project.output.path = out or _default_out(target)
             mixer = Remix.from_parsed(project, progress=bar)
-    _apply_options(mixer, gain or [], pan or [], mute or [], solo or [], loudness, true_peak)
+    _apply_options(mixer, gains, pans, mute or [], solo or [], masters)
     if bit_depth is not None:
         mixer.project.output.bit_depth = bit_depth
     written = mixer.render_project(out, overwrite=overwrite)
@@ -89,27 +96,42 @@ def _pair(option: str, text: str) -> tuple[str, float]:
         raise ConfigError(f"{option} {text}: {value!r} is not a number") from None
 
 
-def _apply_options(mixer, gains, pans, mutes, solos, loudness, true_peak) -> None:
+def _master_options(loudness, true_peak, reference) -> dict:
+    """The master keys the options set, checked; a loudness target or a reference without
+    --true-peak brings the default ceiling, as in a project file."""
     from ..remix.schema import DEFAULT_TRUE_PEAK_DB
 
-    for text in gains:
-        mixer.gain(*_pair("--gain", text))
-    for text in pans:
-        mixer.pan(*_pair("--pan", text))
+    options = {}
+    if loudness is not None:
+        options["loudness_lufs"] = _master_option("--loudness", "loudness_lufs", loudness)
+    if reference is not None:
+        options["reference"] = _master_option("--reference", "reference", reference)
+    if true_peak is not None:
+        options["true_peak_db"] = _master_option("--true-peak", "true_peak_db", true_peak)
+    elif options:
+        options["true_peak_db"] = None  # the project's ceiling, or the default one
+    return options
+
+
+def _apply_options(mixer, gains, pans, mutes, solos, masters: dict) -> None:
+    from ..remix.schema import DEFAULT_TRUE_PEAK_DB
+
+    for stem, db in gains:
+        mixer.gain(stem, db)
+    for stem, position in pans:
+        mixer.pan(stem, position)
     for stem in mutes:
         mixer.mute(stem)
     for stem in solos:
         mixer.solo(stem)
     settings = mixer.master_settings
-    if loudness is not None:
-        settings.loudness_lufs = _master_option("--loudness", "loudness_lufs", loudness)
-        if settings.true_peak_db is None and true_peak is None:
-            settings.true_peak_db = DEFAULT_TRUE_PEAK_DB
-    if true_peak is not None:
-        settings.true_peak_db = _master_option("--true-peak", "true_peak_db", true_peak)
+    for key, value in masters.items():
+        if key == "true_peak_db" and value is None:
+            value = settings.true_peak_db if settings.true_peak_db is not None else DEFAULT_TRUE_PEAK_DB
+        setattr(settings, key, value)
 
 
-def _master_option(option: str, key: str, value: float) -> float:
+def _master_option(option: str, key: str, value):
     """``value`` checked against the range the project file declares for ``master.<key>``;
     the message names the flag."""
     from .._schema import field_value

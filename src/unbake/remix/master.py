@@ -3,8 +3,11 @@ loudness, via pyloudnorm) and a look-ahead true-peak limiter; plus the two meter
 
 Order in :func:`master`:
 
+0. with a ``reference`` record, the EQ that gives the mix its tonal balance
+   (:mod:`unbake.remix.reference`);
 1. master EQ, then the master compressor (pedalboard);
-2. a gain that brings the integrated loudness to ``loudness_lufs``;
+2. a gain that brings the integrated loudness to ``loudness_lufs`` (the reference's loudness
+   when there is a reference and no ``loudness_lufs``);
 3. the true-peak limiter, which keeps the 4x-oversampled peak below ``true_peak_db``;
 4. limiting lowers the loudness, so steps 2-3 are repeated from the compressed signal with the
    gain corrected by the measured shortfall until the loudness is within 0.1 LU of the target
@@ -177,10 +180,16 @@ def master(audio: np.ndarray, sample_rate: int, settings: MasterSettings, *, pat
     x = np.asarray(audio, dtype=np.float32)
     if x.ndim != 2:
         raise AudioError(f"audio must be shaped (channels, time), got {x.shape}")
+    reference = None
+    if settings.reference is not None:
+        from .reference import file_profile, match_eq
+
+        reference = file_profile(settings.reference, sample_rate)
+        x = match_eq(x, sample_rate, reference, max_db=settings.reference_max_db)
     if settings.eq or (settings.compressor is not None and not settings.compressor.neutral):
         check_nyquist(settings.eq, sample_rate, join(path, "eq"))
         x = apply_chain(build_chain(eq=settings.eq, compressor=settings.compressor), x, sample_rate)
-    else:
+    elif reference is None:
         x = x.copy()
     ceiling = settings.true_peak_db
 
@@ -194,6 +203,8 @@ def master(audio: np.ndarray, sample_rate: int, settings: MasterSettings, *, pat
                                release_ms=settings.release_ms, peaks=x_peaks * scale)
 
     target = settings.loudness_lufs
+    if target is None and reference is not None:
+        target = reference.integrated_lufs
     if target is None:
         return limit(x)
     start = integrated_lufs(x, sample_rate)

@@ -279,11 +279,17 @@ class Remix:
 
     def master(self, *, eq: Iterable[EqBand | Mapping] | None = None, compressor: Mapping | None = None,
                loudness_lufs: float | None = None, true_peak_db: float | None | str = "default",
-               limiter_release_ms: float | None = None) -> "Remix":
-        """Set the master bus: EQ -> compressor -> loudness to ``loudness_lufs`` -> true-peak
-        limiter at ``true_peak_db`` (-1 dBTP by default when a loudness target is set; None: no
-        limiter). See :mod:`unbake.remix.master` for the order and guarantees."""
+               limiter_release_ms: float | None = None, reference: str | os.PathLike | None = None,
+               reference_max_db: float | None = None) -> "Remix":
+        """Set the master bus: the EQ that matches a ``reference`` record's tonal balance -> EQ ->
+        compressor -> loudness to ``loudness_lufs`` (the reference's without it) -> true-peak
+        limiter at ``true_peak_db`` (-1 dBTP by default when a loudness target or a reference is
+        set; None: no limiter). See :mod:`unbake.remix.master` for the order and guarantees."""
         raw: dict[str, Any] = {}
+        if reference is not None:
+            raw["reference"] = os.fspath(reference)
+        if reference_max_db is not None:
+            raw["reference_max_db"] = reference_max_db
         if eq is not None:
             raw["eq"] = [b.to_dict() if isinstance(b, EqBand) else dict(b) for b in eq]
         if compressor is not None:

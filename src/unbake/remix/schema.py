@@ -26,6 +26,7 @@ DEFAULT_RAMP_MS = 20.0
 MAX_RAMP_MS = 10000.0
 DEFAULT_CROSSFADE_MS = 20.0
 DEFAULT_TRUE_PEAK_DB = -1.0
+DEFAULT_REFERENCE_MAX_DB = 12.0
 AB_CHOICES = ("remix", "original")
 FORMATS = ("wav", "flac", "mp3")
 BIT_DEPTHS = ("16", "24", "32f")
@@ -227,21 +228,27 @@ class MasterSettings(ConfigModel):
     loudness_lufs: Annotated[float, Number(-70.0, 0.0)] | None = Field(
         None, description="integrated loudness target, LUFS", examples=[-14.0])
     true_peak_db: Annotated[float, Number(-30.0, 0.0)] | None = Field(
-        None, description="limiter ceiling in dBTP (default -1 once loudness_lufs is set)", examples=[-1.0])
+        None, description="limiter ceiling in dBTP (default -1 once loudness_lufs or reference is set)", examples=[-1.0])
     release_ms: Annotated[float, Number(1.0, 5000.0)] = Field(100.0, alias="limiter_release_ms",
                                                                description="limiter release, ms")
+    reference: Annotated[Path, FilePath("file")] | None = Field(
+        None, description="a finished record to match: its tonal balance (a linear-phase EQ, before the "
+                          "master EQ) and its loudness (unless loudness_lufs is set)", examples=["reference.wav"])
+    reference_max_db: Annotated[float, Number(0.0, 24.0)] = Field(
+        DEFAULT_REFERENCE_MAX_DB, description="the most the reference EQ boosts or cuts, dB")
     lookahead_ms: float = internal(5.0)
 
     @model_validator(mode="after")
     def _default_ceiling(self, info: ValidationInfo) -> "MasterSettings":
-        if info.context is not None and "true_peak_db" not in self.model_fields_set and self.loudness_lufs is not None:
+        if info.context is not None and "true_peak_db" not in self.model_fields_set and \
+                (self.loudness_lufs is not None or self.reference is not None):
             self.true_peak_db = DEFAULT_TRUE_PEAK_DB
         return self
 
     @property
     def neutral(self) -> bool:
         return (not self.eq and (self.compressor is None or self.compressor.neutral)
-                and self.loudness_lufs is None and self.true_peak_db is None)
+                and self.loudness_lufs is None and self.true_peak_db is None and self.reference is None)
 
     def to_dict(self) -> dict:
         d: dict[str, Any] = {}
@@ -253,6 +260,10 @@ class MasterSettings(ConfigModel):
         d["true_peak_db"] = self.true_peak_db
         if self.release_ms != 100.0:
             d["limiter_release_ms"] = self.release_ms
+        if self.reference is not None:
+            d["reference"] = str(self.reference)
+        if self.reference_max_db != DEFAULT_REFERENCE_MAX_DB:
+            d["reference_max_db"] = self.reference_max_db
         return d
 
 
