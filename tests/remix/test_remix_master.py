@@ -210,3 +210,23 @@ def test_cli_remix_reference(tmp_path):
                                    "-o", str(tmp_path / "x.wav")])
     assert res.exit_code != 0 and "--reference: no such file" in res.output
     assert not (tmp_path / "x.wav").exists()
+
+
+@pytest.mark.parametrize("sample_rate", [44100, 48000, 8000])
+def test_integrated_loudness_is_pyloudnorms(sample_rate):
+    """The block-wise measurement gives pyloudnorm's figure: lengths that end inside a block,
+    a quiet half (the relative gate), silence (the absolute gate), mono, 5 channels."""
+    import pyloudnorm
+
+    rng = np.random.default_rng(sample_rate)
+    cases = []
+    for seconds in (0.41, 1.0, 3.37, 12.0):
+        x = 0.1 * rng.standard_normal((2, int(seconds * sample_rate)))
+        quiet, silent = x.copy(), x.copy()
+        quiet[:, : x.shape[1] // 2] *= 1e-3
+        silent[:, x.shape[1] // 3:] = 0.0
+        cases += [x, quiet, silent, x[:1], 0.05 * rng.standard_normal((5, x.shape[1]))]
+    for x in cases:
+        expected = pyloudnorm.Meter(sample_rate).integrated_loudness(x.T.copy())
+        assert integrated_lufs(x, sample_rate) == pytest.approx(expected, abs=1e-9)
+    assert integrated_lufs(1e-6 * cases[0], sample_rate) == -np.inf      # every block below -70 LUFS
