@@ -412,7 +412,7 @@ def test_vocals_over_band_without_vocals(tmp_path, two_songs):
     StemSet({"drums": _beat(3 * SR, 0.0, np.random.default_rng(1))}, SR).save(no_vocals)
     plan = vocals_over_band(a, no_vocals)
     assert plan.data["tracks"][0]["gain_db"] == 0.0 and plan.data["tracks"][1]["stem"] == "b:drums"
-    assert "no vocals stem to match" in plan.notes[1]
+    assert "no vocals stem to match" in plan.gain_note
     with pytest.raises(ConfigError, match=r"--vocals .*instrumental: has no vocals stem; its stems are drums"):
         vocals_over_band(no_vocals, b)
     only_vocals = tmp_path / "a cappella"

@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import math
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -43,7 +43,12 @@ class VocalsOverBand:
 
     data: dict
     stems: dict[str, StemSet]
-    notes: list[str] = field(default_factory=list)
+    band_note: str
+    gain_note: str
+
+    @property
+    def notes(self) -> list[str]:
+        return [self.band_note, self.gain_note]
 
 
 def vocals_over_band(vocals: str | os.PathLike, band: str | os.PathLike, *, model: str | None = None,
@@ -76,18 +81,17 @@ def vocals_over_band(vocals: str | os.PathLike, band: str | os.PathLike, *, mode
     if not band_stems:
         raise ConfigError(f"--band {paths[BAND_SONG]}: has no stem besides {VOCALS}")
 
-    notes = [f"band: {BAND_SONG}:{'+'.join(band_stems)}"]
     gain_db = 0.0
     if VOCALS in sb:
         target, own = _loudness(sb[VOCALS], sb.sample_rate), _loudness(sa[VOCALS], sa.sample_rate)
         if math.isfinite(target) and math.isfinite(own):
             gain_db = round(max(-MAX_VOCAL_GAIN_DB, min(MAX_VOCAL_GAIN_DB, target - own)), 1)
-            notes.append(f"vocals {gain_db:+.1f} dB: from {own:.1f} LUFS to {target:.1f} LUFS, "
+            gain_note = (f"vocals {gain_db:+.1f} dB: from {own:.1f} LUFS to {target:.1f} LUFS, "
                          f"the loudness of {BAND_SONG}'s own vocals")
         else:
-            notes.append("vocals at their own level: a vocals stem is silent or too short to measure")
+            gain_note = "vocals at their own level: a vocals stem is silent or too short to measure"
     else:
-        notes.append(f"vocals at their own level: {BAND_SONG} has no {VOCALS} stem to match")
+        gain_note = f"vocals at their own level: {BAND_SONG} has no {VOCALS} stem to match"
     out = Path(output) if output is not None else default_output(vocals, band)
     data = {
         "songs": specs,
@@ -102,7 +106,7 @@ def vocals_over_band(vocals: str | os.PathLike, band: str | os.PathLike, *, mode
         "master": {"loudness_lufs": LOUDNESS_LUFS, "true_peak_db": TRUE_PEAK_DB},
         "output": {"path": str(out)},
     }
-    return VocalsOverBand(data, stems, notes)
+    return VocalsOverBand(data, stems, f"band: {BAND_SONG}:{'+'.join(band_stems)}", gain_note)
 
 
 def default_output(vocals: str | os.PathLike, band: str | os.PathLike) -> Path:
@@ -141,7 +145,7 @@ def project_text(mashup: VocalsOverBand) -> str:
         "    semitones: auto          # the reference's key (or its relative key: the smaller move)",
         f"    preserve_formants: {json.dumps(vocals['preserve_formants'])}  # keeps the voice's timbre when shifting",
         f"    align: {vocals['align']}             # line the beats up (moves at most half a beat)",
-        f"    gain_db: {vocals['gain_db']:g}             # {mashup.notes[1] if len(mashup.notes) > 1 else ''}",
+        f"    gain_db: {vocals['gain_db']:g}             # {mashup.gain_note}",
         "    # sections: [{from: \"0:30\", to: \"1:00\", at: \"0:15\"}]   # parts of the vocals only",
         f"  - stem: {_q(band['stem'])}",
         f"length: {d['length']!r}         # seconds: the band's length",

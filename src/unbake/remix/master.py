@@ -71,6 +71,8 @@ def integrated_lufs(audio: np.ndarray, sample_rate: int) -> float:
     upper = (t_g * (j * step + 1) * sample_rate).astype(np.int64)
     bounds = np.unique(np.concatenate([lower, upper]))
     pieces = np.zeros((channels, bounds.size - 1))   # sums of squares between consecutive bounds
+    # the K-weighting stages pyloudnorm designed for this rate (no public accessor; a change in
+    # pyloudnorm shows in tests/remix/test_remix_master.py, which compares the two measurements)
     stages = [(f.b, f.a, f.passband_gain) for f in meter._filters.values()]
     state = [[np.zeros(len(lfilter_zi(b, a))) for b, a, _ in stages] for _ in range(channels)]
     k = 0
