@@ -165,6 +165,28 @@ def test_reference_master_takes_the_records_tonal_balance_and_loudness(tmp_path)
     assert curve.max() == pytest.approx(12.0) and curve.min() >= -12.0
 
 
+@pytest.mark.needs_shared
+def test_reference_master_on_real_music(tmp_path):
+    """An 'old recording' (a preview's mix through a 4 kHz low-pass, 12 dB quieter) mastered
+    against another preview: its spectrum's shape comes within half its distance of the record's,
+    its loudness to the record's."""
+    old_file, record_file = MUSDB / "ANiMAL - Clinic A.stem.mp4", MUSDB / "AvaLuna - Waterduct.stem.mp4"
+    if not (old_file.is_file() and record_file.is_file()):
+        pytest.skip(f"{MUSDB} not available")
+    from scipy.signal import butter, sosfilt
+
+    from unbake.audio import read_stems, write_audio
+
+    a, sr = read_stems(old_file)
+    b, _ = read_stems(record_file)
+    old = (0.25 * sosfilt(butter(2, 4000, "low", fs=sr, output="sos"), a["mixture"])).astype(np.float32)
+    path = write_audio(tmp_path / "record.wav", b["mixture"], sr, bit_depth="32f")
+    out = master(old, sr, MasterSettings.model_validate({"reference": str(path)}, context={}))
+    before = _shape_error_db(old, b["mixture"], 50, 12000)
+    assert _shape_error_db(out, b["mixture"], 50, 12000) < 0.5 * before
+    assert integrated_lufs(out, sr) == pytest.approx(integrated_lufs(b["mixture"], sr), abs=0.3)
+
+
 def test_reference_eq_of_a_mix_against_itself_changes_nothing():
     from unbake.remix.reference import match_eq, profile
 
