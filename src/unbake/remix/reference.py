@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import AudioError
-from .master import integrated_lufs
+from .loudness import integrated_lufs
 from .schema import DEFAULT_REFERENCE_MAX_DB
 
 log = logging.getLogger(__name__)
