@@ -99,8 +99,6 @@ def _pair(option: str, text: str) -> tuple[str, float]:
 def _master_options(loudness, true_peak, reference) -> dict:
     """The master keys the options set, checked; a loudness target or a reference without
     --true-peak brings the default ceiling, as in a project file."""
-    from ..remix.schema import DEFAULT_TRUE_PEAK_DB
-
     options = {}
     if loudness is not None:
         options["loudness_lufs"] = _master_option("--loudness", "loudness_lufs", loudness)
