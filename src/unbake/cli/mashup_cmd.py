@@ -148,7 +148,7 @@ def mashup(
 
     \b
     unbake mashup mashup.yaml -o out.wav
-    unbake mashup --vocals A.mp3 --band B.mp3 -o out.wav   # A's vocals over B's band
+    unbake mashup --vocals A.mp3 --band B.mp3 -o out.wav  # A's vocals, B's band
     unbake mashup --init --vocals A.mp3 --band B.mp3 > mashup.yaml
     (the project format is described in `unbake.mashup.project`; see examples/mashup.yaml)
     """
