@@ -13,7 +13,6 @@ memory: the figure grows with the length, and this script prints by how much.
 from __future__ import annotations
 
 import argparse
-import platform
 import subprocess
 import sys
 import tempfile
@@ -82,7 +81,11 @@ def main() -> None:
     if args.child:
         child(args.child[0], args.child[1], args.child[2] or None)
         return
-    print(f"CPU: {platform.processor() or platform.machine()}; see `lscpu` for its vector extensions")
+    # imported here, not at the top: the measured child process must not load what it imports
+    sys.path.insert(0, str(Path(__file__).parent))
+    from bench_default_model import cpu_description
+
+    print(f"CPU: {cpu_description()}")
     with tempfile.TemporaryDirectory() as tmp:
         ref = ""
         if args.reference:

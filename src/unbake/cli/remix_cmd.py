@@ -97,8 +97,7 @@ def _pair(option: str, text: str) -> tuple[str, float]:
 
 
 def _master_options(loudness, true_peak, reference) -> dict:
-    """The master keys the options set, checked; a loudness target or a reference without
-    --true-peak brings the default ceiling, as in a project file."""
+    """The master keys the options set, checked (before any separation)."""
     options = {}
     if loudness is not None:
         options["loudness_lufs"] = _master_option("--loudness", "loudness_lufs", loudness)
@@ -106,12 +105,12 @@ def _master_options(loudness, true_peak, reference) -> dict:
         options["reference"] = _master_option("--reference", "reference", reference)
     if true_peak is not None:
         options["true_peak_db"] = _master_option("--true-peak", "true_peak_db", true_peak)
-    elif options:
-        options["true_peak_db"] = None  # the project's ceiling, or the default one
     return options
 
 
 def _apply_options(mixer, gains, pans, mutes, solos, masters: dict) -> None:
+    """The options on the mixer; a master option that leaves the project without a ceiling
+    brings the default one, as a loudness target or a reference does in a project file."""
     from ..remix.schema import DEFAULT_TRUE_PEAK_DB
 
     for stem, db in gains:
@@ -124,9 +123,9 @@ def _apply_options(mixer, gains, pans, mutes, solos, masters: dict) -> None:
         mixer.solo(stem)
     settings = mixer.master_settings
     for key, value in masters.items():
-        if key == "true_peak_db" and value is None:
-            value = settings.true_peak_db if settings.true_peak_db is not None else DEFAULT_TRUE_PEAK_DB
         setattr(settings, key, value)
+    if masters and settings.true_peak_db is None:
+        settings.true_peak_db = DEFAULT_TRUE_PEAK_DB
 
 
 def _master_option(option: str, key: str, value):

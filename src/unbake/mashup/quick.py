@@ -10,7 +10,6 @@ it as a commented project file to edit (``unbake mashup --init``); ``unbake mash
 
 from __future__ import annotations
 
-import json
 import math
 import os
 from dataclasses import dataclass
@@ -20,7 +19,8 @@ from typing import Callable
 from .._common import track_name
 from .._schema import validate
 from ..errors import AudioError, ConfigError
-from ..remix.master import integrated_lufs
+from ..remix.loudness import integrated_lufs
+from ..remix.schema import yaml_value
 from ..stems import StemSet
 from .project import SongSpec, load_song
 
@@ -80,6 +80,7 @@ def vocals_over_band(vocals: str | os.PathLike, band: str | os.PathLike, *, mode
     band_stems = [n for n in sb.names if n not in (VOCALS, MIXTURE)]
     if not band_stems:
         raise ConfigError(f"--band {paths[BAND_SONG]}: has no stem besides {VOCALS}")
+    band_track = f"{BAND_SONG}:{'+'.join(band_stems)}"
 
     gain_db = 0.0
     if VOCALS in sb:
@@ -99,14 +100,14 @@ def vocals_over_band(vocals: str | os.PathLike, band: str | os.PathLike, *, mode
         "tracks": [
             {"stem": f"{VOCALS_SONG}:{VOCALS}", "to_bpm": "auto", "semitones": "auto",
              "preserve_formants": True, "align": "beats", "gain_db": gain_db},
-            {"stem": f"{BAND_SONG}:{'+'.join(band_stems)}"},
+            {"stem": band_track},
         ],
         # b's length (the timeline runs at b's rate; 1 µs is a fiftieth of a sample at 44.1 kHz)
         "length": round(sb.frames / sb.sample_rate, 6),
         "master": {"loudness_lufs": LOUDNESS_LUFS, "true_peak_db": TRUE_PEAK_DB},
         "output": {"path": str(out)},
     }
-    return VocalsOverBand(data, stems, f"band: {BAND_SONG}:{'+'.join(band_stems)}", gain_note)
+    return VocalsOverBand(data, stems, f"band: {band_track}", gain_note)
 
 
 def default_output(vocals: str | os.PathLike, band: str | os.PathLike) -> Path:
@@ -127,9 +128,7 @@ def project_text(mashup: VocalsOverBand) -> str:
     vocals, band = d["tracks"]
 
     def song(name: str) -> str:
-        spec = d["songs"][name]
-        fields = [f"path: {_q(spec['path'])}"] + ([f"model: {_q(spec['model'])}"] if "model" in spec else [])
-        return f"  {name}: {{{', '.join(fields)}}}"
+        return f"  {name}: {yaml_value(d['songs'][name])}"
 
     lines = [
         "# unbake mash-up project: render with `unbake mashup THIS_FILE.yaml`",
@@ -143,24 +142,19 @@ def project_text(mashup: VocalsOverBand) -> str:
         f"  - stem: {vocals['stem']}",
         "    to_bpm: auto             # the reference's tempo (or half/double it: the smaller stretch)",
         "    semitones: auto          # the reference's key (or its relative key: the smaller move)",
-        f"    preserve_formants: {json.dumps(vocals['preserve_formants'])}  # keeps the voice's timbre when shifting",
+        f"    preserve_formants: {yaml_value(vocals['preserve_formants'])}  # keeps the voice's timbre when shifting",
         f"    align: {vocals['align']}             # line the beats up (moves at most half a beat)",
         f"    gain_db: {vocals['gain_db']:g}             # {mashup.gain_note}",
         "    # sections: [{from: \"0:30\", to: \"1:00\", at: \"0:15\"}]   # parts of the vocals only",
-        f"  - stem: {_q(band['stem'])}",
+        f"  - stem: {yaml_value(band['stem'])}",
         f"length: {d['length']!r}         # seconds: the band's length",
         "master:",
         f"  loudness_lufs: {d['master']['loudness_lufs']:g}",
         f"  true_peak_db: {d['master']['true_peak_db']:g}",
         "output:",
-        f"  path: {_q(d['output']['path'])}",
+        f"  path: {yaml_value(d['output']['path'])}",
     ]
     return "\n".join(lines) + "\n"
-
-
-def _q(text: str) -> str:
-    """A YAML scalar for any text (JSON strings are YAML)."""
-    return json.dumps(text)
 
 
 __all__ = ["VocalsOverBand", "default_output", "project_text", "vocals_over_band"]

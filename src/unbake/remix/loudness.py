@@ -23,7 +23,7 @@ def integrated_lufs(audio: np.ndarray, sample_rate: int) -> float:
     audio; here the filters run block by block with their state carried over and the 100 ms
     pieces that the blocks share are summed once (the same figure to 1e-9 LU)."""
     import pyloudnorm
-    from scipy.signal import lfilter, lfilter_zi
+    from scipy.signal import lfilter
 
     audio = np.asarray(audio)
     if audio.ndim != 2:
@@ -45,11 +45,11 @@ def integrated_lufs(audio: np.ndarray, sample_rate: int) -> float:
     # the K-weighting stages pyloudnorm designed for this rate (no public accessor; a change in
     # pyloudnorm shows in tests/remix/test_remix_master.py, which compares the two measurements)
     stages = [(f.b, f.a, f.passband_gain) for f in meter._filters.values()]
-    state = [[np.zeros(len(lfilter_zi(b, a))) for b, a, _ in stages] for _ in range(channels)]
+    state = [[np.zeros(max(len(a), len(b)) - 1) for b, a, _ in stages] for _ in range(channels)]
     k = 0
     while k < bounds.size - 1:
+        # searchsorted(..., "right") > k: every chunk holds at least one piece
         last = min(bounds.size - 1, int(np.searchsorted(bounds, bounds[k] + _LOUDNESS_BLOCK, side="right")))
-        last = max(last, k + 1)
         lo, hi = int(bounds[k]), int(bounds[last])
         for c in range(channels):
             y = np.asarray(audio[c, lo:hi], dtype=np.float64)

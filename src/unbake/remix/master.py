@@ -27,6 +27,7 @@ from ..errors import AudioError
 from .._schema import join, validate
 from .effects import apply_chain, build_chain, check_nyquist
 from .loudness import integrated_lufs
+from .reference import file_profile, match_eq
 from .schema import MasterSettings
 
 log = logging.getLogger(__name__)
@@ -165,15 +166,12 @@ def master(audio: np.ndarray, sample_rate: int, settings: MasterSettings, *, pat
         raise AudioError(f"audio must be shaped (channels, time), got {x.shape}")
     reference = None
     if settings.reference is not None:
-        from .reference import file_profile, match_eq
-
         reference = file_profile(settings.reference, sample_rate)
         x = match_eq(x, sample_rate, reference, max_db=settings.reference_max_db)
     if settings.eq or (settings.compressor is not None and not settings.compressor.neutral):
         check_nyquist(settings.eq, sample_rate, join(path, "eq"))
         x = apply_chain(build_chain(eq=settings.eq, compressor=settings.compressor), x, sample_rate)
-    elif reference is None:
-        x = x.copy()
+    # every path below returns a new array (astype copies), so the input is never the output
     ceiling = settings.true_peak_db
 
     # the true-peak profile of a gain-scaled signal is the scaled profile: measured once

@@ -61,7 +61,7 @@ from .effects import parse_compressor, parse_eq, parse_reverb
 from .master import integrated_lufs, master, parse_master, true_peak_db
 from .mixer import mix, to_stereo
 from .schema import (DEFAULT_CROSSFADE_MS, AbPoint, EqBand, MasterSettings, OutputSettings, ProjectFile,
-                     TrackSettings, template_lines)
+                     TrackSettings, template_lines, yaml_value)
 
 log = logging.getLogger(__name__)
 
@@ -433,12 +433,12 @@ def init_project(source: Source, stems: StemSet | None = None, *, output: str = 
     lines = ["# unbake remix project: render with `unbake remix THIS_FILE.yaml`",
              "# relative paths resolve against this file's folder"]
     if source.stems is not None:
-        lines.append(f"stems: {_yaml_str(str(source.stems.resolve()))}   # {fields['stems'].description}")
+        lines.append(f"stems: {yaml_value(str(source.stems.resolve()))}   # {fields['stems'].description}")
     else:
         from ..separate import default_model
 
-        lines.append(f"song: {_yaml_str(str(source.song.resolve()))}   # {fields['song'].description}")
-        lines.append(f"model: {_yaml_str(source.model or default_model())}   # {fields['model'].description}")
+        lines.append(f"song: {yaml_value(str(source.song.resolve()))}   # {fields['song'].description}")
+        lines.append(f"model: {yaml_value(source.model or default_model())}   # {fields['model'].description}")
     lines.append(f"tracks:   # {fields['tracks'].description}; every value below is neutral")
     for name in stems.names:
         lines.append(f"  {_yaml_key(name)}:")
@@ -451,16 +451,10 @@ def init_project(source: Source, stems: StemSet | None = None, *, output: str = 
     return "\n".join(lines) + "\n"
 
 
-def _yaml_str(text: str) -> str:
-    import json
-
-    return json.dumps(text)
-
-
 def _yaml_key(text: str) -> str:
     import re
 
-    return text if re.fullmatch(r"[A-Za-z_][A-Za-z0-9_\-]*", text) else _yaml_str(text)
+    return text if re.fullmatch(r"[A-Za-z_][A-Za-z0-9_\-]*", text) else yaml_value(text)
 
 
 __all__ = ["OutputSettings", "Project", "Remix", "Source", "init_project", "loudness_match_db",

@@ -96,8 +96,9 @@ def _file_profile(path: str, mtime_ns: int, size: int, sample_rate: int) -> Refe
 
 
 def file_profile(path: str | os.PathLike, sample_rate: int) -> ReferenceProfile:
-    """The profile of the reference file ``path`` at ``sample_rate`` (computed once per file
-    version: a remix renders its master more than once)."""
+    """The profile of the reference file ``path`` at ``sample_rate``, computed once per file
+    version and kept: a script or the studio that renders again with other settings does not
+    decode the record again."""
     p = Path(path)
     try:
         st = p.stat()

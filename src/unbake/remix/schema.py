@@ -357,13 +357,14 @@ def neutral_settings() -> dict[str, dict[str, Any]]:
     return {"track": neutral(TrackSettings), "master": neutral(MasterSettings)}
 
 
-def _yaml(value: Any) -> str:
+def yaml_value(value: Any) -> str:
+    """``value`` as flow-style YAML (JSON scalars are YAML; a model at its neutral values)."""
     if isinstance(value, BaseModel):
         value = neutral(type(value))
     if isinstance(value, dict):
-        return "{" + ", ".join(f"{k}: {_yaml(v)}" for k, v in value.items()) + "}"
+        return "{" + ", ".join(f"{k}: {yaml_value(v)}" for k, v in value.items()) + "}"
     if isinstance(value, list):
-        return "[" + ", ".join(_yaml(v) for v in value) + "]"
+        return "[" + ", ".join(yaml_value(v) for v in value) + "]"
     return json.dumps(value)
 
 
@@ -375,7 +376,7 @@ def _comment(field, example: bool = True) -> str:
     if field.description:
         parts.append(field.description)
     if example and field.examples and field.get_default(call_default_factory=True) in (None, []):
-        parts.append(f"e.g. {_yaml(field.examples[0])}")
+        parts.append(f"e.g. {yaml_value(field.examples[0])}")
     return ", ".join(parts)
 
 
@@ -403,11 +404,11 @@ def template_lines(model: type[ConfigModel], indent: int = 0, *, values: dict[st
                 prefix = "# "
         if key in comment_out:
             prefix, value = "# ", field.examples[0] if field.examples else value
-        line = f"{pad}{prefix}{key}: {_yaml(value)}"
+        line = f"{pad}{prefix}{key}: {yaml_value(value)}"
         comment = _comment(field, example=key not in values) if key not in comment_out else field.description or ""
         yield f"{line:<24} # {comment}" if comment else line
 
 
 __all__ = ["AbPoint", "AutomationPoint", "CompressorSettings", "EqBand", "MasterSettings", "MixerSettings",
-           "OutputSettings",
-           "ProjectFile", "ReverbSettings", "TrackSettings", "neutral_settings", "parse_time", "template_lines"]
+           "OutputSettings", "ProjectFile", "ReverbSettings", "TrackSettings", "neutral_settings", "parse_time",
+           "template_lines", "yaml_value"]
